@@ -1,0 +1,158 @@
+"""Pure ASGI middleware: request ids, body size limit and API-key authentication.
+
+Pure ASGI (not `BaseHTTPMiddleware`) so that streamed responses and long-held requests pass
+through without buffering or an extra task per request.
+"""
+
+import hmac
+import logging
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from backend.api_errors import error_response
+from backend.logging_setup import request_id_var
+from backend.mv.errors import MVError, PayloadTooLarge, Unauthorized
+
+logger = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = b"x-request-id"
+MAX_CLIENT_REQUEST_ID_LENGTH = 128
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _client_request_id(scope: Scope) -> str | None:
+    """The client's X-Request-ID when it is short, printable ASCII; else we make our own."""
+    raw = _header(scope, REQUEST_ID_HEADER)
+    if raw and len(raw) <= MAX_CLIENT_REQUEST_ID_LENGTH and raw.isascii() and raw.isprintable():
+        return raw
+    return None
+
+
+async def _send_error(scope: Scope, receive: Receive, send: Send, error: MVError) -> None:
+    await error_response(error)(scope, receive, send)
+
+
+class RequestContextMiddleware:
+    """Gives every request an id (the client's X-Request-ID, echoed, or a new one), puts it on
+    every response and log line, and turns an unexpected exception into the documented 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _client_request_id(scope) or uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        response_started = False
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                headers = [
+                    (key, value)
+                    for key, value in message.get("headers", [])
+                    if key.lower() != REQUEST_ID_HEADER
+                ]
+                headers.append((REQUEST_ID_HEADER, request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        except Exception:
+            logger.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if not response_started:
+                await _send_error(
+                    scope, receive, send_with_request_id, MVError("Unexpected server error")
+                )
+        finally:
+            request_id_var.reset(token)
+
+
+class BodySizeLimitMiddleware:
+    """Refuses request bodies above `max_bytes` with 413, before they are read whole.
+
+    A declared Content-Length is checked up front; a chunked body is counted as it arrives
+    and the request is cut off at the limit, whatever the route would have answered.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"Request body exceeds the limit of {self.max_bytes} bytes")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _send_error(scope, receive, send, self._too_large())
+            return
+
+        received = 0
+        exceeded = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    exceeded = True
+                    raise self._too_large()
+            return message
+
+        async def send_unless_exceeded(message: Message) -> None:
+            if not exceeded:
+                await send(message)
+
+        try:
+            await self.app(scope, counting_receive, send_unless_exceeded)
+        except PayloadTooLarge:
+            if not exceeded:
+                raise
+        if exceeded:
+            await _send_error(scope, receive, send, self._too_large())
+
+
+class ApiKeyMiddleware:
+    """When keys are configured, `/api/` routes need `Authorization: Bearer <key>` or
+    `X-API-Key: <key>`; `/`, `/health` and the docs stay open."""
+
+    def __init__(self, app: ASGIApp, *, api_keys: frozenset[str]) -> None:
+        self.app = app
+        self.api_keys = [key.encode() for key in api_keys]
+
+    def _presented_key(self, scope: Scope) -> str | None:
+        authorization = _header(scope, b"authorization") or ""
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            return credentials.strip()
+        return _header(scope, b"x-api-key")
+
+    def _accepts(self, presented: str | None) -> bool:
+        if not presented:
+            return False
+        candidate = presented.encode()
+        return any(hmac.compare_digest(candidate, key) for key in self.api_keys)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        needs_key = scope["type"] == "http" and scope["path"].startswith("/api/")
+        if needs_key and not self._accepts(self._presented_key(scope)):
+            error = Unauthorized("A valid API key is required (Authorization: Bearer or X-API-Key)")
+            await _send_error(scope, receive, send, error)
+            return
+        await self.app(scope, receive, send)

@@ -1,0 +1,137 @@
+"""Everything that writes or finds a stored artifact goes through here.
+
+Files are written under a temporary `.tmp` name in their target folder, flushed to disk and
+renamed into place, so a reader (or a crash) never sees a partial file under a final name.
+Paths are built only from parsed UUIDs, never from a client's string.
+"""
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+TMP_SUFFIX = ".tmp"
+HASH_CHUNK_BYTES = 1024 * 1024
+
+
+def utc_now_iso() -> str:
+    """Timestamps in responses and sidecars: UTC, second precision, `Z` suffix."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_artifact_id(raw_id: str) -> str | None:
+    """The canonical form of a client-supplied id, or None when it is not a UUID.
+
+    Only the canonical form is accepted so that one artifact has exactly one name.
+    """
+    try:
+        parsed = uuid.UUID(raw_id)
+    except ValueError:
+        return None
+    return str(parsed) if str(parsed) == raw_id.lower() else None
+
+
+def new_artifact_id() -> str:
+    return str(uuid.uuid4())
+
+
+def temporary_path(final_path: Path) -> Path:
+    """A unique `.tmp` name beside `final_path`, so the rename stays on one filesystem."""
+    return final_path.with_name(f".{final_path.name}.{uuid.uuid4().hex}{TMP_SUFFIX}")
+
+
+def _write_bytes_durably(path: Path, data: bytes, *, exclusive: bool) -> None:
+    temp = temporary_path(path)
+    try:
+        with temp.open("xb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if exclusive:
+            os.link(temp, path)
+            temp.unlink()
+        else:
+            temp.replace(path)
+    finally:
+        with suppress(FileNotFoundError):
+            temp.unlink()
+
+
+async def write_atomic(path: Path, data: bytes, *, exclusive: bool = False) -> None:
+    """Write `data` to `path` atomically, off the event loop.
+
+    With `exclusive=True` an existing file is never replaced (`FileExistsError` instead):
+    that is how two writers racing for one name find out.
+    """
+    await anyio.to_thread.run_sync(lambda: _write_bytes_durably(path, data, exclusive=exclusive))
+
+
+async def write_json_atomic(path: Path, document: Any, *, exclusive: bool = False) -> None:
+    payload = json.dumps(document, indent=2, ensure_ascii=False).encode()
+    await write_atomic(path, payload + b"\n", exclusive=exclusive)
+
+
+class StreamedFile:
+    """What a streamed write produced: its size and sha256, computed while writing."""
+
+    def __init__(self) -> None:
+        self.size_bytes = 0
+        self._hash = hashlib.sha256()
+
+    def update(self, chunk: bytes) -> None:
+        self.size_bytes += len(chunk)
+        self._hash.update(chunk)
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+
+@asynccontextmanager
+async def streaming_atomic_writer(final_path: Path) -> AsyncIterator[tuple[Any, StreamedFile]]:
+    """Open a temporary file for chunked async writes; rename it to `final_path` on success.
+
+    Memory stays flat whatever the size: callers write chunk by chunk. On any error the
+    temporary file is removed and `final_path` is never created.
+    """
+    temp = temporary_path(final_path)
+    written = StreamedFile()
+    try:
+        async with await anyio.open_file(temp, "xb") as handle:
+            yield handle, written
+            await handle.flush()
+            await anyio.to_thread.run_sync(os.fsync, handle.wrapped.fileno())
+        await anyio.to_thread.run_sync(os.replace, temp, final_path)
+    finally:
+        with suppress(FileNotFoundError):
+            await anyio.Path(temp).unlink()
+
+
+def sha256_of_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def remove_leftover_temporaries(root: Path) -> list[Path]:
+    """Delete `.tmp` files a killed process left behind; runs at startup before serving."""
+    if not root.exists():
+        return []
+    leftovers = [path for path in root.rglob(f"*{TMP_SUFFIX}") if path.is_file()]
+    for path in leftovers:
+        with suppress(FileNotFoundError):
+            path.unlink()
+    return leftovers
+
+
+async def read_json(path: Path) -> Any | None:
+    """A stored JSON document, or None when it does not exist."""
+    try:
+        return json.loads(await anyio.Path(path).read_bytes())
+    except FileNotFoundError:
+        return None

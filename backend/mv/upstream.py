@@ -1,0 +1,184 @@
+"""The boundary with the providers: deadlines, retries and error translation.
+
+SDK exceptions become the service's own errors here (`raise ... from exc`, so logs keep the
+cause), and only the first call that would create a job is retried: a 429, a 5xx or a
+connection that never reached the provider cannot have started paid work.
+"""
+
+import asyncio
+import logging
+import random
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
+import httpx
+from google.genai import errors as genai_errors
+from replicate.exceptions import ReplicateError
+
+from backend.mv.errors import (
+    BackendError,
+    BackendNotConfigured,
+    GenerationFailed,
+    GenerationTimeout,
+    MVError,
+    RateLimited,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 8.0
+
+retry_after_hint: ContextVar[float | None] = ContextVar("retry_after_hint", default=None)
+
+
+async def remember_retry_after(response: httpx.Response) -> None:
+    """httpx response hook: the Replicate SDK drops headers from its errors, so the last
+    response's Retry-After is kept in the calling task's context for the translator."""
+    retry_after_hint.set(_seconds(response.headers.get("retry-after")))
+
+
+def _seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)s?\s*", value)
+    return float(match.group(1)) if match else None
+
+
+class Deadline:
+    """One request's budget for upstream work, in event-loop time."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expires_at = asyncio.get_running_loop().time() + seconds
+
+    def remaining(self) -> float:
+        return max(0.0, self.expires_at - asyncio.get_running_loop().time())
+
+    @asynccontextmanager
+    async def enforced(self, backend: str) -> AsyncIterator[None]:
+        """Raise `GenerationTimeout` when the budget runs out inside the block."""
+        try:
+            async with asyncio.timeout_at(self.expires_at):
+                yield
+        except TimeoutError as exc:
+            raise GenerationTimeout(
+                f"The provider did not finish within {self.seconds:g} seconds",
+                backend=backend,
+            ) from exc
+
+
+def _retryable(error: MVError, hint_seconds: float | None = None) -> MVError:
+    """Mark an error as proof that no job exists upstream, so the create may be sent again."""
+    error.retryable = True
+    error.retry_hint_seconds = hint_seconds
+    return error
+
+
+def _transport_error(exc: httpx.TransportError, backend: str) -> MVError:
+    error = BackendError(
+        f"The provider could not be reached ({type(exc).__name__})", backend=backend
+    )
+    never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+    return _retryable(error) if never_sent else error
+
+
+def _google_retry_delay(details: Any) -> float | None:
+    error = details.get("error", details) if isinstance(details, dict) else {}
+    for item in error.get("details", []) if isinstance(error, dict) else []:
+        if isinstance(item, dict) and "retryDelay" in item:
+            return _seconds(str(item["retryDelay"]))
+    return None
+
+
+def _status_error(status: int, message: str, backend: str, retry_after: float | None) -> MVError:
+    """The error table's mapping of a provider HTTP status, shared by both providers."""
+    if status in {401, 403}:
+        return BackendNotConfigured(
+            f"The provider rejected the API key: {message}", backend=backend
+        )
+    if status == 429:
+        seconds = max(1, round(retry_after)) if retry_after is not None else None
+        limited = RateLimited(
+            f"The provider's rate limit was hit: {message}",
+            backend=backend,
+            retry_after_seconds=seconds,
+        )
+        return _retryable(limited, retry_after)
+    if status >= 500:
+        return _retryable(
+            BackendError(f"The provider answered {status}: {message}", backend=backend)
+        )
+    return GenerationFailed(
+        f"The provider refused the request ({status}): {message}", backend=backend
+    )
+
+
+def translate_google_error(exc: Exception, backend: str) -> MVError:
+    if isinstance(exc, httpx.TransportError):
+        return _transport_error(exc, backend)
+    if isinstance(exc, genai_errors.APIError):
+        message = exc.message or exc.status or "no message"
+        if "API_KEY_INVALID" in str(exc.details) or "API key not valid" in message:
+            return BackendNotConfigured(
+                f"The provider rejected the API key: {message}", backend=backend
+            )
+        return _status_error(exc.code, message, backend, _google_retry_delay(exc.details))
+    raise exc
+
+
+def translate_replicate_error(exc: Exception, backend: str) -> MVError:
+    if isinstance(exc, httpx.TransportError):
+        return _transport_error(exc, backend)
+    if isinstance(exc, ReplicateError):
+        message = exc.detail or exc.title or "no detail"
+        return _status_error(exc.status or 500, message, backend, retry_after_hint.get())
+    raise exc
+
+
+def backoff_seconds(attempt: int, retry_after: float | None) -> float:
+    """Exponential backoff with full jitter, at least the provider's Retry-After."""
+    ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+    delay = random.uniform(BACKOFF_BASE_SECONDS, max(BACKOFF_BASE_SECONDS, ceiling))
+    return max(delay, retry_after or 0.0)
+
+
+async def call_with_retries(
+    create: Callable[[], Awaitable[T]],
+    *,
+    translate: Callable[[Exception, str], MVError],
+    backend: str,
+    max_attempts: int,
+    deadline: Deadline,
+) -> T:
+    """Run a job-creating call, retrying only errors that prove no job was created.
+
+    Gives up with the last error when attempts run out or when waiting would pass the
+    deadline; never sleeps beyond it.
+    """
+    attempt = 1
+    while True:
+        try:
+            return await create()
+        except (httpx.TransportError, genai_errors.APIError, ReplicateError) as exc:
+            error = translate(exc, backend)
+            if not error.retryable or attempt >= max_attempts:
+                raise error from exc
+            delay = backoff_seconds(attempt, error.retry_hint_seconds)
+            if delay >= deadline.remaining():
+                raise error from exc
+            logger.info(
+                "retrying %s create after %s (attempt %d of %d, in %.2fs)",
+                backend,
+                error.error_code,
+                attempt,
+                max_attempts,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            attempt += 1
