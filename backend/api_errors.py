@@ -34,7 +34,7 @@ def error_body(error: MVError) -> dict[str, Any]:
 
 
 def error_response(error: MVError) -> JSONResponse:
-    headers = {}
+    headers = dict(error.headers)
     if error.retry_after_seconds is not None:
         headers["Retry-After"] = str(error.retry_after_seconds)
     return JSONResponse(error_body(error), status_code=error.status_code, headers=headers)

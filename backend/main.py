@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -19,7 +20,7 @@ from backend.logging_setup import configure_logging
 from backend.middleware import ApiKeyMiddleware, BodySizeLimitMiddleware, RequestContextMiddleware
 from backend.mv import debug
 from backend.mv.concurrency import GenerationLimiter
-from backend.mv.configuration import ConfigError, load_configs
+from backend.mv.configuration import CONFIG_DIR, ConfigError, load_configs
 from backend.mv.providers import build_provider_clients
 from backend.mv.runtime import Runtime
 from backend.mv.storage import remove_leftover_temporaries
@@ -45,14 +46,15 @@ ENDPOINTS = {
 }
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, config_dir: Path = CONFIG_DIR) -> FastAPI:
+    """An app for `settings` (default: environment and `.env`) and the YAML in `config_dir`."""
     settings = settings or Settings()
     configure_logging(debug=settings.mv_debug_mode)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            configs = load_configs()
+            configs = load_configs(config_dir)
         except ConfigError as exc:
             logger.error("cannot start: %s", exc)
             raise
@@ -67,9 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             clients=clients,
             limiter=GenerationLimiter(settings.mv_max_concurrent_generations),
         )
-        logger.info(
-            "ready: mode=%s output_dir=%s", _mode(settings), settings.mv_output_dir
-        )
+        logger.info("ready: mode=%s output_dir=%s", _mode(settings), settings.mv_output_dir)
         try:
             yield
         finally:

@@ -107,6 +107,8 @@ class ImageParams(_Config):
     video_person_generation: str
     video_allowed: VideoAllowedValues
     video_rules_template: str
+    image_model_inputs: list[str]
+    video_model_inputs: list[str]
 
     @model_validator(mode="after")
     def _defaults_are_allowed(self) -> "ImageParams":

@@ -26,12 +26,14 @@ class MVError(Exception):
         backend: str | None = None,
         details: list[Any] | None = None,
         retry_after_seconds: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.backend = backend
         self.details = details or []
         self.retry_after_seconds = retry_after_seconds
+        self.headers = headers or {}
 
 
 class ValidationFailed(MVError):

@@ -14,6 +14,7 @@ from google import genai
 from google.genai import types as genai_types
 
 from backend.config import Settings
+from backend.mv.upstream import remember_retry_after
 
 POOL_HEADROOM = 16
 CONNECT_TIMEOUT_SECONDS = 10.0
@@ -68,6 +69,7 @@ def build_replicate_client(settings: Settings) -> replicate.Client | None:
         base_url=settings.replicate_base_url,
         timeout=_timeout(settings),
         transport=transport,
+        event_hooks={"response": [remember_retry_after]},
     )
 
 

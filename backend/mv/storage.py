@@ -47,6 +47,12 @@ def temporary_path(final_path: Path) -> Path:
     return final_path.with_name(f".{final_path.name}.{uuid.uuid4().hex}{TMP_SUFFIX}")
 
 
+def _publish(temp: Path, final_path: Path) -> None:
+    """Give a finished temporary file its final name, never replacing an existing file."""
+    os.link(temp, final_path)
+    temp.unlink()
+
+
 def _write_bytes_durably(path: Path, data: bytes, *, exclusive: bool) -> None:
     temp = temporary_path(path)
     try:
@@ -55,8 +61,7 @@ def _write_bytes_durably(path: Path, data: bytes, *, exclusive: bool) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         if exclusive:
-            os.link(temp, path)
-            temp.unlink()
+            _publish(temp, path)
         else:
             temp.replace(path)
     finally:
@@ -93,25 +98,45 @@ class StreamedFile:
     def sha256(self) -> str:
         return self._hash.hexdigest()
 
+    async def update_from_file(self, path: Path) -> None:
+        """Account for a file written by someone else (e.g. ffmpeg), reading it in a thread."""
+
+        def read_in_chunks() -> None:
+            with path.open("rb") as handle:
+                while chunk := handle.read(HASH_CHUNK_BYTES):
+                    self.update(chunk)
+
+        await anyio.to_thread.run_sync(read_in_chunks)
+
 
 @asynccontextmanager
-async def streaming_atomic_writer(final_path: Path) -> AsyncIterator[tuple[Any, StreamedFile]]:
-    """Open a temporary file for chunked async writes; rename it to `final_path` on success.
+async def staged_path(final_path: Path) -> AsyncIterator[Path]:
+    """A temporary path to fill; published as `final_path` when the block succeeds.
 
-    Memory stays flat whatever the size: callers write chunk by chunk. On any error the
-    temporary file is removed and `final_path` is never created.
+    On any error the temporary file is removed and `final_path` is never created; an
+    existing `final_path` is never replaced (`FileExistsError`).
     """
     temp = temporary_path(final_path)
-    written = StreamedFile()
     try:
-        async with await anyio.open_file(temp, "xb") as handle:
-            yield handle, written
-            await handle.flush()
-            await anyio.to_thread.run_sync(os.fsync, handle.wrapped.fileno())
-        await anyio.to_thread.run_sync(os.replace, temp, final_path)
+        yield temp
+        await anyio.to_thread.run_sync(_publish, temp, final_path)
     finally:
         with suppress(FileNotFoundError):
             await anyio.Path(temp).unlink()
+
+
+@asynccontextmanager
+async def streaming_atomic_writer(final_path: Path) -> AsyncIterator[tuple[Any, StreamedFile]]:
+    """Open a staged file for chunked async writes; see `staged_path` for the guarantees.
+
+    Memory stays flat whatever the size: callers write chunk by chunk and feed each chunk to
+    the `StreamedFile` for its size and hash.
+    """
+    written = StreamedFile()
+    async with staged_path(final_path) as temp, await anyio.open_file(temp, "xb") as handle:
+        yield handle, written
+        await handle.flush()
+        await anyio.to_thread.run_sync(os.fsync, handle.wrapped.fileno())
 
 
 def sha256_of_bytes(data: bytes) -> str:

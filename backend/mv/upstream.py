@@ -96,7 +96,9 @@ def _google_retry_delay(details: Any) -> float | None:
     return None
 
 
-def _status_error(status: int, message: str, backend: str, retry_after: float | None) -> MVError:
+def provider_status_error(
+    status: int, message: str, backend: str, retry_after: float | None = None
+) -> MVError:
     """The error table's mapping of a provider HTTP status, shared by both providers."""
     if status in {401, 403}:
         return BackendNotConfigured(
@@ -128,7 +130,7 @@ def translate_google_error(exc: Exception, backend: str) -> MVError:
             return BackendNotConfigured(
                 f"The provider rejected the API key: {message}", backend=backend
             )
-        return _status_error(exc.code, message, backend, _google_retry_delay(exc.details))
+        return provider_status_error(exc.code, message, backend, _google_retry_delay(exc.details))
     raise exc
 
 
@@ -137,7 +139,7 @@ def translate_replicate_error(exc: Exception, backend: str) -> MVError:
         return _transport_error(exc, backend)
     if isinstance(exc, ReplicateError):
         message = exc.detail or exc.title or "no detail"
-        return _status_error(exc.status or 500, message, backend, retry_after_hint.get())
+        return provider_status_error(exc.status or 500, message, backend, retry_after_hint.get())
     raise exc
 
 

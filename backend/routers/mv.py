@@ -6,11 +6,29 @@ status codes each route can give are listed in its OpenAPI entry.
 
 from typing import Any
 
-from fastapi import APIRouter
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from backend.dependencies import RuntimeDep
+from backend.mv.errors import NotFound
+from backend.mv.image_generator import (
+    GenerateCharacterReferenceRequest,
+    GenerateCharacterReferenceResponse,
+    generate_character_reference_image,
+)
+from backend.mv.references import find_reference
 from backend.mv.scene_generator import CreateScenesRequest, CreateScenesResponse, generate_scenes
+from backend.mv.video_generator import (
+    GenerateVideoRequest,
+    GenerateVideoResponse,
+    VideoInfo,
+    find_video,
+    generate_video,
+    video_info,
+)
+from backend.routers.video_files import ClipResponse, check_range, clip_response
 
 router = APIRouter(prefix="/api/mv", tags=["music video"])
 
@@ -64,3 +82,108 @@ async def create_scenes(request: CreateScenesRequest, runtime: RuntimeDep) -> Cr
     Typical time: 10-60 s live, `MV_MOCK_DELAY_SECONDS` in mock mode.
     """
     return await generate_scenes(request, runtime)
+
+
+@router.post(
+    "/generate_character_reference",
+    response_model=GenerateCharacterReferenceResponse,
+    summary="Draw the character reference image (v2)",
+    responses=GENERATION_ERRORS,
+)
+async def generate_character_reference(
+    request: GenerateCharacterReferenceRequest, runtime: RuntimeDep
+) -> GenerateCharacterReferenceResponse:
+    """Imagen 4 on Replicate draws the character; the image is stored and returned.
+
+    The answer carries the image as base64 and an `image_id`: pass that id to
+    `generate_video` as `reference_image_id` instead of sending the image back. Choices the
+    model cannot take are refused with 400 before any money is spent; parameters the model
+    has no input for are listed in `metadata.parameters_not_applied`.
+    Typical time: 5-30 s live.
+    """
+    return await generate_character_reference_image(request, runtime)
+
+
+@router.get(
+    "/get_character_reference/{image_id}",
+    response_class=FileResponse,
+    summary="The stored character reference image",
+    responses={
+        200: {"content": {"image/png": {}, "image/jpeg": {}}, "description": "The image"},
+        **_errors(401, 404),
+    },
+)
+async def get_character_reference(image_id: str, runtime: RuntimeDep) -> FileResponse:
+    """Serves the image stored under `image_id` with its Content-Type (PNG or JPEG)."""
+    stored = await find_reference(image_id, runtime.output_root)
+    return FileResponse(stored.path, media_type=stored.content_type)
+
+
+@router.post(
+    "/generate_video",
+    response_model=GenerateVideoResponse,
+    summary="Render one video clip for one scene (v3)",
+    responses={**GENERATION_ERRORS, **_errors(404)},
+)
+async def create_video(request: GenerateVideoRequest, runtime: RuntimeDep) -> GenerateVideoResponse:
+    """Veo 3.1 renders one clip (4, 6 or 8 s) for `prompt`; call once per scene, concurrently.
+
+    The answer arrives when the clip is stored (20-400 s live; set a client timeout of at
+    least 600 s). Give the character with `reference_image_id` (from
+    generate_character_reference) or `reference_image_base64`, not both. `backend` picks
+    `replicate` (default) or `gemini`; parameters a backend cannot take are listed in
+    `metadata.parameters_not_applied`. Fetch the clip from `video_url`.
+    """
+    return await generate_video(request, runtime)
+
+
+CLIP_PATH = "/get_video/{video_id}"
+
+
+@router.get(
+    CLIP_PATH,
+    operation_id="get_video",
+    response_class=ClipResponse,
+    summary="Download a clip (Range requests supported)",
+    responses={
+        200: {"content": {"video/mp4": {}}, "description": "The whole clip"},
+        206: {"content": {"video/mp4": {}}, "description": "The requested byte range"},
+        **_errors(401, 404, 416),
+    },
+)
+async def get_video(video_id: str, request: Request, runtime: RuntimeDep) -> ClipResponse:
+    """Streams the clip as `video/mp4` with `Accept-Ranges`, `ETag` and `Last-Modified`.
+
+    `Range: bytes=a-b` answers 206 with that part; a range past the end is a 416. HEAD gives
+    the headers (size, ETag) without the body.
+    """
+    stored = await find_video(video_id, runtime.output_root)
+    try:
+        size = (await anyio.Path(stored.path).stat()).st_size
+    except FileNotFoundError as exc:
+        raise NotFound(f"The clip for video {stored.video_id} is gone") from exc
+    check_range(request.headers.get("range"), size)
+    return clip_response(stored.path, etag=stored.sidecar.get("sha256"))
+
+
+router.add_api_route(
+    CLIP_PATH,
+    get_video,
+    methods=["HEAD"],
+    operation_id="head_video",
+    response_class=ClipResponse,
+    summary="A clip's headers (size, ETag) without the body",
+    responses=_errors(401, 404, 416),
+)
+
+
+@router.get(
+    "/get_video/{video_id}/info",
+    response_model=VideoInfo,
+    summary="A clip's size, creation time and stored metadata",
+    responses=_errors(401, 404),
+)
+async def get_video_info(video_id: str, runtime: RuntimeDep) -> VideoInfo:
+    """Everything known about a clip without downloading it. `exists` is false only when
+    the metadata survives but the clip file is gone."""
+    return await video_info(video_id, runtime.output_root)

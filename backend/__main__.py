@@ -1,0 +1,57 @@
+"""`python -m backend`: serve the API with uvicorn, as in production.
+
+Binds to 127.0.0.1 unless told otherwise, gives in-flight generations
+`MV_SHUTDOWN_GRACE_SECONDS` to finish on SIGTERM, and warns when it listens beyond this
+machine with authentication off.
+"""
+
+import argparse
+import ipaddress
+import logging
+
+import uvicorn
+
+from backend.config import Settings
+from backend.logging_setup import configure_logging
+
+logger = logging.getLogger("backend")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m backend", description=__doc__)
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)"
+    )
+    parser.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    arguments = parser.parse_args()
+
+    settings = Settings()
+    configure_logging(debug=settings.mv_debug_mode)
+    if not _is_loopback(arguments.host) and not settings.api_keys:
+        logger.warning(
+            "listening on %s with authentication off: anyone who can reach this port can "
+            "spend your provider credit; set MV_API_KEYS",
+            arguments.host,
+        )
+    uvicorn.run(
+        "backend.main:app",
+        host=arguments.host,
+        port=arguments.port,
+        workers=arguments.workers,
+        timeout_graceful_shutdown=int(settings.mv_shutdown_grace_seconds),
+        timeout_keep_alive=75,
+    )
+
+
+if __name__ == "__main__":
+    main()

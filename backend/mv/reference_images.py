@@ -1,0 +1,77 @@
+"""Reference images sent with a video request: decoded, size-checked and really decoded.
+
+The decoded size is checked (413) before the format, and the format by magic bytes and a real
+decode (PNG, JPEG or WebP, else 400), all before any provider is paid.
+"""
+
+import base64
+import binascii
+import io
+from pathlib import Path
+
+import anyio
+from PIL import Image, UnidentifiedImageError
+
+from backend.mv.errors import PayloadTooLarge, ValidationFailed
+from backend.mv.references import find_reference
+from backend.mv.video_backends.base import ReferenceImage
+
+MAGIC_BYTES = {
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+}
+PIL_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP"}
+FIELD = "reference_image_base64"
+
+
+def _invalid(message: str) -> ValidationFailed:
+    return ValidationFailed(
+        f"{FIELD}: {message}", details=[{"field": FIELD, "message": message, "type": "value_error"}]
+    )
+
+
+def _sniff_mime_type(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    for mime_type, signatures in MAGIC_BYTES.items():
+        if data.startswith(signatures):
+            return mime_type
+    return None
+
+
+def _decodes_as(data: bytes, mime_type: str) -> bool:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            return image.format == PIL_FORMATS[mime_type]
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return False
+
+
+async def decode_reference_image(encoded: str, max_bytes: int) -> ReferenceImage:
+    """Base64 (optionally a `data:` URI) to a checked image."""
+    payload = encoded.strip()
+    if payload.startswith("data:"):
+        _, comma, payload = payload.partition(",")
+        if not comma:
+            raise _invalid("a data: URI needs a comma before its base64 payload")
+    payload = "".join(payload.split())
+    if len(payload) * 3 // 4 > max_bytes + 3:
+        raise PayloadTooLarge(f"The reference image is larger than {max_bytes} bytes")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise _invalid("is not valid base64") from exc
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"The reference image is larger than {max_bytes} bytes")
+    mime_type = _sniff_mime_type(data)
+    if mime_type is None or not await anyio.to_thread.run_sync(_decodes_as, data, mime_type):
+        raise _invalid("must be a PNG, JPEG or WebP image")
+    return ReferenceImage(data=data, mime_type=mime_type, source="base64")
+
+
+async def load_stored_reference(image_id: str, output_root: Path) -> ReferenceImage:
+    """A character reference stored by generate_character_reference; unknown id → 404."""
+    stored = await find_reference(image_id, output_root)
+    data = await anyio.Path(stored.path).read_bytes()
+    return ReferenceImage(data=data, mime_type=stored.content_type, source=f"image_id {image_id}")

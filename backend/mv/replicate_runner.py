@@ -1,0 +1,129 @@
+"""Runs one Replicate prediction to completion under the request's deadline.
+
+The SDK's `async_wait` polls forever and its create is never retried, so the service owns
+both: the create is retried only on errors that prove no prediction exists, `Prefer: wait`
+never outlasts the deadline (so the prediction id is known, and cancellable, when it fires),
+polling survives transient errors without giving up the job, and a prediction still running
+at the deadline is cancelled upstream.
+"""
+
+import asyncio
+import logging
+from typing import Any
+
+import httpx
+import replicate
+from replicate.exceptions import ReplicateError
+from replicate.prediction import Prediction
+
+from backend.mv.errors import (
+    BackendNotConfigured,
+    ContentPolicyViolation,
+    GenerationFailed,
+    MVError,
+)
+from backend.mv.upstream import Deadline, call_with_retries, translate_replicate_error
+
+logger = logging.getLogger(__name__)
+
+MAX_PREFER_WAIT_SECONDS = 60
+CANCEL_TIMEOUT_SECONDS = 10.0
+TERMINAL_STATUSES = {"succeeded", "failed", "canceled"}
+CONTENT_POLICY_MARKERS = ("flagged as sensitive", "(E005)", "content policy", "safety filter")
+
+_cancellations: set[asyncio.Task[None]] = set()
+
+
+def require_client(client: replicate.Client | None, backend: str) -> replicate.Client:
+    if client is None:
+        raise BackendNotConfigured("REPLICATE_API_TOKEN is not set", backend=backend)
+    return client
+
+
+def _prefer_wait_seconds(deadline: Deadline) -> int | None:
+    """Hold the create call at most until one second before the deadline."""
+    seconds = min(MAX_PREFER_WAIT_SECONDS, int(deadline.remaining() - 1))
+    return seconds if seconds >= 1 else None
+
+
+async def _cancel_quietly(client: replicate.Client, prediction_id: str) -> None:
+    try:
+        async with asyncio.timeout(CANCEL_TIMEOUT_SECONDS):
+            await client.predictions.async_cancel(prediction_id)
+        logger.info("cancelled prediction %s upstream", prediction_id)
+    except (TimeoutError, ReplicateError, httpx.HTTPError) as exc:
+        logger.warning("could not cancel prediction %s: %r", prediction_id, exc)
+
+
+def _cancel_in_background(client: replicate.Client, prediction_id: str) -> None:
+    """Cancel without delaying the caller's error answer; the task is kept until done."""
+    task = asyncio.get_running_loop().create_task(_cancel_quietly(client, prediction_id))
+    _cancellations.add(task)
+    task.add_done_callback(_cancellations.discard)
+
+
+async def _poll_once(client: replicate.Client, prediction: Prediction, backend: str) -> Prediction:
+    """One status read; a transient failure keeps the last known state so polling goes on."""
+    try:
+        return await client.predictions.async_get(prediction.id)
+    except (ReplicateError, httpx.TransportError) as exc:
+        error = translate_replicate_error(exc, backend)
+        if error.status_code in {429} or error.status_code >= 500:
+            logger.info("poll of %s failed transiently (%s); will retry", prediction.id, error)
+            return prediction
+        raise error from exc
+
+
+def _failure(prediction: Prediction, backend: str) -> MVError:
+    reason = str(prediction.error or f"prediction ended {prediction.status}")
+    if any(marker.lower() in reason.lower() for marker in CONTENT_POLICY_MARKERS):
+        return ContentPolicyViolation(
+            f"The provider refused the content: {reason}", backend=backend
+        )
+    return GenerationFailed(f"The model failed: {reason}", backend=backend)
+
+
+def _output_url(prediction: Prediction, backend: str) -> str:
+    output: Any = prediction.output
+    if isinstance(output, list) and output:
+        output = output[0]
+    if not isinstance(output, str) or not output.startswith(("https://", "http://")):
+        raise GenerationFailed("The prediction succeeded without an output file", backend=backend)
+    return output
+
+
+async def run_prediction(
+    client: replicate.Client,
+    *,
+    model: str,
+    model_input: dict[str, Any],
+    deadline: Deadline,
+    poll_interval_seconds: float,
+    max_attempts: int,
+    backend: str,
+) -> tuple[Prediction, str]:
+    """Create the prediction and wait for it; returns it and its output file's URL.
+
+    Must run inside `deadline.enforced(...)`: when the deadline fires, a prediction that is
+    still running is cancelled upstream before the timeout propagates.
+    """
+    prediction = await call_with_retries(
+        lambda: client.models.predictions.async_create(
+            model=model, input=model_input, wait=_prefer_wait_seconds(deadline)
+        ),
+        translate=translate_replicate_error,
+        backend=backend,
+        max_attempts=max_attempts,
+        deadline=deadline,
+    )
+    logger.info("prediction %s created, status %s", prediction.id, prediction.status)
+    try:
+        while prediction.status not in TERMINAL_STATUSES:
+            await asyncio.sleep(poll_interval_seconds)
+            prediction = await _poll_once(client, prediction, backend)
+    except BaseException:
+        _cancel_in_background(client, prediction.id)
+        raise
+    if prediction.status != "succeeded":
+        raise _failure(prediction, backend)
+    return prediction, _output_url(prediction, backend)

@@ -1,0 +1,154 @@
+"""Veo through the Gemini Developer API (google-genai 2.x; 3.x refuses video in this mode).
+
+The SDK starts a long-running operation (`predictLongRunning`); we poll it without blocking
+until our deadline, then stream the clip's `uri` with httpx: the SDK's `files.download` would
+read the whole clip into memory. In Developer API mode the SDK refuses `seed` and
+`generate_audio` before sending anything, so they are reported in `parameters_not_applied`
+instead; Veo 3.1 there always renders audio. The Developer API offers no way to cancel an
+operation, so one still running at the deadline is left to finish upstream (and is billed).
+"""
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import httpx
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types as genai_types
+
+from backend.mv import debug
+from backend.mv.downloads import download_to_file
+from backend.mv.errors import (
+    BackendNotConfigured,
+    ContentPolicyViolation,
+    GenerationFailed,
+)
+from backend.mv.runtime import Runtime
+from backend.mv.upstream import Deadline, call_with_retries, translate_google_error
+from backend.mv.video_backends.base import ParameterPlan, VideoJob, VideoOutcome
+
+logger = logging.getLogger(__name__)
+
+GEMINI_BACKEND = "gemini"
+NOT_SENT_BY_SDK = {
+    "seed": "the Gemini Developer API does not take a seed (google-genai refuses it)",
+    "generate_audio": (
+        "the Gemini Developer API does not take generate_audio (google-genai refuses it); "
+        "Veo 3.1 there always renders audio"
+    ),
+}
+
+
+def _require_client(runtime: Runtime) -> genai.Client:
+    if runtime.clients.gemini is None:
+        raise BackendNotConfigured("GEMINI_API_KEY is not set", backend=GEMINI_BACKEND)
+    return runtime.clients.gemini
+
+
+def _config(job: VideoJob) -> genai_types.GenerateVideosConfig:
+    reference_images = None
+    if job.reference_image is not None:
+        reference_images = [
+            genai_types.VideoGenerationReferenceImage(
+                image=genai_types.Image(
+                    image_bytes=job.reference_image.data, mime_type=job.reference_image.mime_type
+                ),
+                reference_type=genai_types.VideoGenerationReferenceType.ASSET,
+            )
+        ]
+    return genai_types.GenerateVideosConfig(
+        number_of_videos=1,
+        aspect_ratio=job.aspect_ratio,
+        duration_seconds=job.duration,
+        person_generation=job.person_generation,
+        negative_prompt=job.negative_prompt,
+        reference_images=reference_images,
+    )
+
+
+def _finished_video_uri(operation: genai_types.GenerateVideosOperation) -> str:
+    """The clip's download URI from a done operation, or the error the operation carries."""
+    if operation.error:
+        message = str(operation.error.get("message", operation.error))
+        raise GenerationFailed(f"The model failed: {message}", backend=GEMINI_BACKEND)
+    response = operation.response or operation.result
+    if response is not None and response.rai_media_filtered_count:
+        reasons = "; ".join(response.rai_media_filtered_reasons or []) or "no reason given"
+        raise ContentPolicyViolation(
+            f"The provider's safety filter removed the video: {reasons}", backend=GEMINI_BACKEND
+        )
+    videos = (response.generated_videos if response else None) or []
+    uri = videos[0].video.uri if videos and videos[0].video else None
+    if not uri:
+        raise GenerationFailed("The operation finished without a video", backend=GEMINI_BACKEND)
+    return uri
+
+
+async def _poll_once(
+    client: genai.Client, operation: genai_types.GenerateVideosOperation
+) -> genai_types.GenerateVideosOperation:
+    """One status read; a transient failure keeps the last state so polling goes on."""
+    try:
+        return await client.aio.operations.get(operation)
+    except (genai_errors.APIError, httpx.TransportError) as exc:
+        error = translate_google_error(exc, GEMINI_BACKEND)
+        if error.status_code == 429 or error.status_code >= 500:
+            logger.info("poll of %s failed transiently (%s); will retry", operation.name, error)
+            return operation
+        raise error from exc
+
+
+class GeminiVideoBackend:
+    name = GEMINI_BACKEND
+    semaphore_kind = "video-gemini"
+    subject_to_deadline = True
+
+    def model_name(self, runtime: Runtime) -> str:
+        return runtime.configs.image_params.video_gemini_model
+
+    def plan(self, job: VideoJob, runtime: Runtime) -> ParameterPlan:  # noqa: ARG002
+        requested = job.requested_parameters()
+        return ParameterPlan(
+            used={name: value for name, value in requested.items() if name not in NOT_SENT_BY_SDK},
+            not_applied={
+                name: NOT_SENT_BY_SDK[name] for name in requested if name in NOT_SENT_BY_SDK
+            },
+        )
+
+    async def generate(
+        self, job: VideoJob, destination: Path, runtime: Runtime, deadline: Deadline | None
+    ) -> VideoOutcome:
+        assert deadline is not None
+        client = _require_client(runtime)
+        settings = runtime.settings
+        model = self.model_name(runtime)
+        config = _config(job)
+        operation = await call_with_retries(
+            lambda: client.aio.models.generate_videos(
+                model=model, prompt=job.full_prompt, config=config
+            ),
+            translate=translate_google_error,
+            backend=GEMINI_BACKEND,
+            max_attempts=settings.mv_upstream_max_attempts,
+            deadline=deadline,
+        )
+        logger.info("operation %s started", operation.name)
+        while not operation.done:
+            await asyncio.sleep(settings.mv_poll_interval_seconds)
+            operation = await _poll_once(client, operation)
+        debug.log_video_generation_result(_loggable(operation))
+        uri = _finished_video_uri(operation)
+        written = await download_to_file(
+            runtime.clients.downloads,
+            uri,
+            destination,
+            backend=GEMINI_BACKEND,
+            headers={"x-goog-api-key": settings.gemini_api_key},
+        )
+        return VideoOutcome(written=written, provider_job_id=operation.name)
+
+
+def _loggable(operation: genai_types.GenerateVideosOperation) -> dict[str, Any]:
+    return operation.model_dump(mode="json", exclude_none=True)

@@ -1,0 +1,277 @@
+"""v3: one video clip per request, from the chosen backend, stored under a fresh UUID.
+
+Everything that costs money to get wrong is checked first: choices against
+`image_params.yaml`, the rules template, the reference image (size, then format). The clip
+streams to `<outputs>/videos/<video_id>.mp4` through a temporary file, beside a
+`<video_id>.json` sidecar; a per-backend cap bounds the upstream jobs in flight.
+"""
+
+import logging
+import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import anyio
+from pydantic import BaseModel, Field
+
+from backend.mv import debug
+from backend.mv.errors import NotFound, ValidationFailed
+from backend.mv.fields import CheckedText
+from backend.mv.reference_images import decode_reference_image, load_stored_reference
+from backend.mv.runtime import Runtime
+from backend.mv.storage import (
+    new_artifact_id,
+    parse_artifact_id,
+    read_json,
+    utc_now_iso,
+    write_json_atomic,
+)
+from backend.mv.upstream import Deadline
+from backend.mv.video_backends import DEFAULT_BACKEND, get_video_backend
+from backend.mv.video_backends.base import ReferenceImage, VideoJob
+
+logger = logging.getLogger(__name__)
+
+VIDEO_FOLDER = "videos"
+VIDEO_URL_PREFIX = "/api/mv/get_video/"
+MAX_BASE64_CHARS = 16 * 1024 * 1024
+
+
+class GenerateVideoRequest(BaseModel):
+    prompt: Annotated[
+        str,
+        Field(
+            max_length=4000,
+            description="The scene to render; reaches the model verbatim, rules appended",
+            examples=["A silver robot walks through a neon city at sunset, slow tracking shot"],
+        ),
+        CheckedText,
+    ]
+    negative_prompt: Annotated[
+        str | None,
+        Field(max_length=1000, description="What the clip must not show"),
+        CheckedText,
+    ] = None
+    aspect_ratio: str | None = Field(
+        default=None, max_length=16, description="16:9 or 9:16; default from image_params.yaml"
+    )
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="For reproducibility")
+    duration: int | None = Field(default=None, ge=1, le=60, description="Seconds: 4, 6 or 8")
+    generate_audio: bool | None = Field(default=None, description="Default true")
+    reference_image_base64: str | None = Field(
+        default=None,
+        max_length=MAX_BASE64_CHARS,
+        description=(
+            "A PNG, JPEG or WebP character image as base64 (a data: URI is fine). Prefer "
+            "reference_image_id: it avoids sending the image again."
+        ),
+    )
+    reference_image_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="image_id of a stored character reference (from generate_character_reference)",
+    )
+    video_rules_template: Annotated[
+        str | None,
+        Field(
+            max_length=2000,
+            description="Rules appended to the prompt instead of the configured ones; may use "
+            "{aspect_ratio}",
+        ),
+        CheckedText,
+    ] = None
+    backend: Literal["replicate", "gemini", "mock"] = Field(
+        default=DEFAULT_BACKEND, description="replicate (default), gemini, or mock (no cost)"
+    )
+
+
+class VideoMetadata(BaseModel):
+    prompt: str
+    backend_used: str
+    model_used: str
+    parameters_used: dict[str, Any]
+    defaults_applied: list[str]
+    parameters_not_applied: dict[str, str]
+    generation_timestamp: str
+    processing_time_seconds: float
+    queue_wait_seconds: float
+    file_size_bytes: int
+    sha256: str
+
+
+class GenerateVideoResponse(BaseModel):
+    video_id: str = Field(description="UUID of the stored clip")
+    video_path: str = Field(description="Absolute path of the clip on the server")
+    video_url: str = Field(description="Where GET serves the clip (Range requests supported)")
+    metadata: VideoMetadata
+
+
+class VideoInfo(BaseModel):
+    video_id: str
+    file_size_bytes: int
+    created_at: str
+    exists: bool
+    metadata: dict[str, Any]
+
+
+def _invalid_choice(name: str, allowed: list[Any]) -> dict[str, str]:
+    return {"field": name, "message": f"must be one of {allowed}", "type": "enum"}
+
+
+def _resolve(request: GenerateVideoRequest, runtime: Runtime) -> tuple[dict[str, Any], list[str]]:
+    params = runtime.configs.image_params
+    defaults = {
+        "aspect_ratio": params.video_aspect_ratio,
+        "duration": params.video_duration,
+        "generate_audio": params.video_generate_audio,
+    }
+    resolved: dict[str, Any] = {"person_generation": params.video_person_generation}
+    defaults_applied = ["person_generation"]
+    for name, default in defaults.items():
+        value = getattr(request, name)
+        if value is None:
+            value = default
+            defaults_applied.append(name)
+        resolved[name] = value
+    problems = []
+    if resolved["aspect_ratio"] not in params.video_allowed.aspect_ratio:
+        problems.append(_invalid_choice("aspect_ratio", params.video_allowed.aspect_ratio))
+    if resolved["duration"] not in params.video_allowed.duration:
+        problems.append(_invalid_choice("duration", params.video_allowed.duration))
+    if request.reference_image_base64 is not None and request.reference_image_id is not None:
+        problems.append(
+            {
+                "field": "reference_image_id",
+                "message": "send reference_image_base64 or reference_image_id, not both",
+                "type": "value_error",
+            }
+        )
+    if problems:
+        summary = "; ".join(f"{item['field']}: {item['message']}" for item in problems)
+        raise ValidationFailed(summary, details=problems)
+    return resolved, defaults_applied
+
+
+def _full_prompt(request: GenerateVideoRequest, aspect_ratio: str, runtime: Runtime) -> str:
+    template = request.video_rules_template or runtime.configs.image_params.video_rules_template
+    try:
+        rules = template.format(aspect_ratio=aspect_ratio)
+    except (KeyError, IndexError, ValueError) as exc:
+        message = "may only use the placeholder {aspect_ratio}; write other braces as {{ }}"
+        raise ValidationFailed(
+            f"video_rules_template: {message}",
+            details=[{"field": "video_rules_template", "message": message, "type": "value_error"}],
+        ) from exc
+    return f"{request.prompt}\n\n{rules}"
+
+
+async def _reference_image(
+    request: GenerateVideoRequest, runtime: Runtime
+) -> ReferenceImage | None:
+    if request.reference_image_base64 is not None:
+        return await decode_reference_image(
+            request.reference_image_base64, runtime.settings.mv_max_reference_image_bytes
+        )
+    if request.reference_image_id is not None:
+        return await load_stored_reference(request.reference_image_id, runtime.output_root)
+    return None
+
+
+def videos_folder(output_root: Path) -> Path:
+    return output_root / VIDEO_FOLDER
+
+
+async def generate_video(request: GenerateVideoRequest, runtime: Runtime) -> GenerateVideoResponse:
+    """Render one clip and store it; raises the service's errors for every failure."""
+    started = time.monotonic()
+    debug.log_video_request_args(request)
+    resolved, defaults_applied = _resolve(request, runtime)
+    debug.log_video_defaults_applied({name: resolved[name] for name in defaults_applied})
+    backend = get_video_backend(request.backend, mock_mode=runtime.settings.mv_mock_mode)
+    job = VideoJob(
+        prompt=request.prompt,
+        full_prompt=_full_prompt(request, resolved["aspect_ratio"], runtime),
+        negative_prompt=request.negative_prompt,
+        seed=request.seed,
+        reference_image=await _reference_image(request, runtime),
+        **resolved,
+    )
+    debug.log_video_prompt(job.full_prompt)
+    model = backend.model_name(runtime)
+    debug.log_video_backend_selected(backend.name, model)
+    plan = backend.plan(job, runtime)
+
+    video_id = new_artifact_id()
+    folder = videos_folder(runtime.output_root)
+    await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
+    clip_path = folder / f"{video_id}.mp4"
+    async with runtime.limiter.slot(backend.semaphore_kind) as ticket:
+        if backend.subject_to_deadline:
+            deadline = Deadline(runtime.settings.mv_generation_timeout_seconds)
+            async with deadline.enforced(backend.name):
+                outcome = await backend.generate(job, clip_path, runtime, deadline)
+        else:
+            outcome = await backend.generate(job, clip_path, runtime, None)
+
+    metadata = VideoMetadata(
+        prompt=request.prompt,
+        backend_used=backend.name,
+        model_used=model,
+        parameters_used=plan.used,
+        defaults_applied=defaults_applied,
+        parameters_not_applied=plan.not_applied,
+        generation_timestamp=utc_now_iso(),
+        processing_time_seconds=round(time.monotonic() - started, 3),
+        queue_wait_seconds=ticket.waited_seconds,
+        file_size_bytes=outcome.written.size_bytes,
+        sha256=outcome.written.sha256,
+    )
+    sidecar = {
+        "video_id": video_id,
+        "file_name": clip_path.name,
+        "created_at": metadata.generation_timestamp,
+        "full_prompt": job.full_prompt,
+        "provider_job_id": outcome.provider_job_id,
+        **metadata.model_dump(mode="json"),
+    }
+    await write_json_atomic(folder / f"{video_id}.json", sidecar, exclusive=True)
+    debug.log_video_generation_result(
+        {"video_id": video_id, "seconds": metadata.processing_time_seconds}
+    )
+    return GenerateVideoResponse(
+        video_id=video_id,
+        video_path=str(clip_path),
+        video_url=f"{VIDEO_URL_PREFIX}{video_id}",
+        metadata=metadata,
+    )
+
+
+class StoredVideo(BaseModel):
+    video_id: str
+    path: Path
+    sidecar: dict[str, Any]
+
+
+async def find_video(raw_id: str, output_root: Path) -> StoredVideo:
+    """The clip and sidecar for an id; a malformed id never touches the filesystem (404)."""
+    video_id = parse_artifact_id(raw_id)
+    if video_id is None:
+        raise NotFound(f"No video with id {raw_id[:64]!r}")
+    folder = videos_folder(output_root)
+    sidecar = await read_json(folder / f"{video_id}.json")
+    if not isinstance(sidecar, dict):
+        raise NotFound(f"No video with id {video_id}")
+    return StoredVideo(video_id=video_id, path=folder / f"{video_id}.mp4", sidecar=sidecar)
+
+
+async def video_info(raw_id: str, output_root: Path) -> VideoInfo:
+    stored = await find_video(raw_id, output_root)
+    clip = anyio.Path(stored.path)
+    exists = await clip.is_file()
+    return VideoInfo(
+        video_id=stored.video_id,
+        file_size_bytes=(await clip.stat()).st_size if exists else 0,
+        created_at=str(stored.sidecar.get("created_at", "")),
+        exists=exists,
+        metadata=stored.sidecar,
+    )

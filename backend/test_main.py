@@ -1,0 +1,182 @@
+"""The service foundation as a client sees it: info routes, request ids, the error shape,
+body limits, authentication and startup cleanup."""
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from backend.main import ENDPOINTS
+from backend.testing.apps import make_settings, serve_app
+
+ERROR_KEYS = {
+    "error",
+    "error_code",
+    "message",
+    "backend_used",
+    "timestamp",
+    "request_id",
+    "details",
+}
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with serve_app(make_settings(tmp_path, mv_mock_mode=True)) as (_, client):
+        yield client
+
+
+def assert_error_shape(response: httpx.Response, status: int, error_code: str) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == ERROR_KEYS
+    assert body["error_code"] == error_code
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert body["timestamp"].endswith("Z")
+    return body
+
+
+async def test_root_reports_mode_providers_and_every_endpoint(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/")).json()
+    assert body["mode"] == "mock"
+    assert body["providers_configured"] == {"gemini": False, "replicate": False}
+    for name in ("mv_create_scenes", "mv_generate_character_reference", "mv_generate_video",
+                 "mv_get_video", "mv_get_video_info"):
+        assert body["endpoints"][name] == ENDPOINTS[name]
+
+
+async def test_root_reports_live_mode_and_configured_providers(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, gemini_api_key="k", replicate_api_token="")
+    async with serve_app(settings) as (_, client):
+        body = (await client.get("/")).json()
+    assert body["mode"] == "live"
+    assert body["providers_configured"] == {"gemini": True, "replicate": False}
+
+
+async def test_health_answers_ok(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_client_request_id_is_echoed(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health", headers={"X-Request-ID": "trace-42"})
+    assert response.headers["x-request-id"] == "trace-42"
+
+
+async def test_every_response_gets_a_fresh_request_id(client: httpx.AsyncClient) -> None:
+    first = (await client.get("/health")).headers["x-request-id"]
+    second = (await client.get("/health")).headers["x-request-id"]
+    assert first
+    assert first != second
+
+
+async def test_unknown_path_is_a_404_in_the_error_shape(client: httpx.AsyncClient) -> None:
+    assert_error_shape(await client.get("/api/mv/nope"), 404, "NOT_FOUND")
+
+
+async def test_wrong_method_is_a_405_in_the_error_shape(client: httpx.AsyncClient) -> None:
+    assert_error_shape(await client.get("/api/mv/create_scenes"), 405, "NOT_FOUND")
+
+
+async def test_malformed_json_is_a_400_validation_error(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/mv/create_scenes",
+        content=b'{"idea": "unterminated',
+        headers={"content-type": "application/json"},
+    )
+    body = assert_error_shape(response, 400, "VALIDATION_ERROR")
+    assert body["details"]
+
+
+async def test_missing_fields_are_listed_per_field(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/mv/create_scenes", json={"idea": "x"})
+    body = assert_error_shape(response, 400, "VALIDATION_ERROR")
+    assert [item["field"] for item in body["details"]] == ["character_description"]
+
+
+async def test_declared_body_over_the_limit_is_a_413(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, mv_mock_mode=True, mv_max_request_bytes=1000)
+    async with serve_app(settings) as (_, client):
+        response = await client.post(
+            "/api/mv/create_scenes",
+            json={"idea": "x" * 2000, "character_description": "y"},
+        )
+    assert_error_shape(response, 413, "PAYLOAD_TOO_LARGE")
+
+
+async def test_streamed_body_over_the_limit_is_a_413(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, mv_mock_mode=True, mv_max_request_bytes=1000)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"idea": "'
+        for _ in range(20):
+            yield b"x" * 100
+        yield b'", "character_description": "y"}'
+
+    async with serve_app(settings) as (_, client):
+        response = await client.post(
+            "/api/mv/create_scenes", content=chunks(), headers={"content-type": "application/json"}
+        )
+    assert_error_shape(response, 413, "PAYLOAD_TOO_LARGE")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "wrong"}, {"Authorization": "Basic k1"}],
+)
+async def test_api_routes_need_a_valid_key_when_keys_are_set(
+    tmp_path: Path, headers: dict[str, str]
+) -> None:
+    settings = make_settings(tmp_path, mv_mock_mode=True, mv_api_keys="k1, k2")
+    async with serve_app(settings) as (_, client):
+        response = await client.get(f"/api/mv/get_video/{'0' * 8}", headers=headers)
+    assert_error_shape(response, 401, "UNAUTHORIZED")
+
+
+@pytest.mark.parametrize("headers", [{"Authorization": "Bearer k2"}, {"X-API-Key": "k1"}])
+async def test_either_key_header_is_accepted(tmp_path: Path, headers: dict[str, str]) -> None:
+    settings = make_settings(tmp_path, mv_mock_mode=True, mv_api_keys="k1,k2")
+    async with serve_app(settings) as (_, client):
+        response = await client.post(
+            "/api/mv/create_scenes",
+            json={"idea": "a", "character_description": "b", "number_of_scenes": 1},
+            headers=headers,
+        )
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("path", ["/", "/health", "/docs", "/openapi.json"])
+async def test_service_routes_stay_open_with_keys_set(tmp_path: Path, path: str) -> None:
+    settings = make_settings(tmp_path, mv_mock_mode=True, mv_api_keys="k1")
+    async with serve_app(settings) as (_, client):
+        assert (await client.get(path)).status_code == 200
+
+
+async def test_cors_allows_configured_origin(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, mv_cors_origins="https://app.example")
+    async with serve_app(settings) as (_, client):
+        response = await client.get("/health", headers={"Origin": "https://app.example"})
+    assert response.headers["access-control-allow-origin"] == "https://app.example"
+
+
+async def test_leftover_temporary_files_are_removed_at_startup(tmp_path: Path) -> None:
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    leftover = videos / ".abc.mp4.deadbeef.tmp"
+    leftover.write_bytes(b"partial")
+    finished = videos / "kept.mp4"
+    finished.write_bytes(b"whole")
+    async with serve_app(make_settings(tmp_path)):
+        assert not leftover.exists()
+        assert finished.read_bytes() == b"whole"
+
+
+async def test_openapi_documents_the_error_shape(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    responses = schema["paths"]["/api/mv/generate_video"]["post"]["responses"]
+    assert {"400", "422", "429", "502", "503", "504"} <= set(responses)
+    error_schema = json.dumps(schema["components"]["schemas"]["ErrorResponse"])
+    assert all(key in error_schema for key in ERROR_KEYS)
