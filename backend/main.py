@@ -21,6 +21,7 @@ from backend.middleware import ApiKeyMiddleware, BodySizeLimitMiddleware, Reques
 from backend.mv import debug
 from backend.mv.concurrency import GenerationLimiter
 from backend.mv.configuration import CONFIG_DIR, ConfigError, load_configs
+from backend.mv.idempotency import IdempotencyStore
 from backend.mv.providers import build_provider_clients
 from backend.mv.runtime import Runtime
 from backend.mv.storage import remove_leftover_temporaries
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, *, config_dir: Path = CONFIG_DI
             configs=configs,
             clients=clients,
             limiter=GenerationLimiter(settings.mv_max_concurrent_generations),
+            idempotency=IdempotencyStore(settings.mv_output_dir),
         )
         logger.info("ready: mode=%s output_dir=%s", _mode(settings), settings.mv_output_dir)
         try:

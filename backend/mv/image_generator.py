@@ -25,7 +25,7 @@ from backend.mv.mock_media import write_mock_image
 from backend.mv.mock_provider import MOCK_BACKEND, MOCK_IMAGE_MODEL, simulate_generation
 from backend.mv.references import CONTENT_TYPES, reference_folder
 from backend.mv.replicate_runner import require_client, run_prediction
-from backend.mv.runtime import Runtime
+from backend.mv.runtime import ClientGone, Runtime, client_left
 from backend.mv.storage import (
     new_artifact_id,
     sha256_of_bytes,
@@ -170,8 +170,12 @@ async def _generate_with_replicate(
 
 
 async def generate_character_reference_image(
-    request: GenerateCharacterReferenceRequest, runtime: Runtime
+    request: GenerateCharacterReferenceRequest,
+    runtime: Runtime,
+    *,
+    client_gone: ClientGone | None = None,
 ) -> GenerateCharacterReferenceResponse:
+    """Draw, check and store the image; stored even if the client has gone meanwhile."""
     started = time.monotonic()
     debug.log_image_request_args(request)
     chosen, defaults_applied = _resolve_choices(request, runtime)
@@ -239,6 +243,7 @@ async def generate_character_reference_image(
             "sha256": sha256_of_bytes(image_bytes),
             "created_at": metadata.generation_timestamp,
             "prompt": prompt,
+            "client_disconnected": await client_left(client_gone),
             **metadata.model_dump(mode="json"),
         },
         exclusive=True,

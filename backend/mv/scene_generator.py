@@ -332,7 +332,7 @@ async def generate_scenes(request: CreateScenesRequest, runtime: Runtime) -> Cre
         async with runtime.limiter.slot(f"scenes-{backend}") as ticket:
             if mock:
                 await simulate_generation(
-                    [request.idea, request.character_description],
+                    [request.idea, request.character_description, *map(str, used.values())],
                     runtime.settings.mv_mock_delay_seconds,
                 )
                 scenes = [

@@ -18,7 +18,7 @@ from backend.mv import debug
 from backend.mv.errors import NotFound, ValidationFailed
 from backend.mv.fields import CheckedText
 from backend.mv.reference_images import decode_reference_image, load_stored_reference
-from backend.mv.runtime import Runtime
+from backend.mv.runtime import ClientGone, Runtime, client_left
 from backend.mv.storage import (
     new_artifact_id,
     parse_artifact_id,
@@ -181,8 +181,14 @@ def videos_folder(output_root: Path) -> Path:
     return output_root / VIDEO_FOLDER
 
 
-async def generate_video(request: GenerateVideoRequest, runtime: Runtime) -> GenerateVideoResponse:
-    """Render one clip and store it; raises the service's errors for every failure."""
+async def generate_video(
+    request: GenerateVideoRequest, runtime: Runtime, *, client_gone: ClientGone | None = None
+) -> GenerateVideoResponse:
+    """Render one clip and store it; raises the service's errors for every failure.
+
+    The clip is stored even when the client has gone meanwhile (the sidecar records it),
+    so a paid result is never thrown away.
+    """
     started = time.monotonic()
     debug.log_video_request_args(request)
     resolved, defaults_applied = _resolve(request, runtime)
@@ -232,6 +238,7 @@ async def generate_video(request: GenerateVideoRequest, runtime: Runtime) -> Gen
         "created_at": metadata.generation_timestamp,
         "full_prompt": job.full_prompt,
         "provider_job_id": outcome.provider_job_id,
+        "client_disconnected": await client_left(client_gone),
         **metadata.model_dump(mode="json"),
     }
     await write_json_atomic(folder / f"{video_id}.json", sidecar, exclusive=True)

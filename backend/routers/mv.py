@@ -4,21 +4,24 @@ Every error answer has the shape documented in DESIGN.md (`ErrorResponse` below)
 status codes each route can give are listed in its OpenAPI entry.
 """
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from backend.dependencies import RuntimeDep
 from backend.mv.errors import NotFound
+from backend.mv.idempotency import MAX_KEY_LENGTH, request_fingerprint
 from backend.mv.image_generator import (
     GenerateCharacterReferenceRequest,
     GenerateCharacterReferenceResponse,
     generate_character_reference_image,
 )
 from backend.mv.references import find_reference
+from backend.mv.runtime import Runtime
 from backend.mv.scene_generator import CreateScenesRequest, CreateScenesResponse, generate_scenes
 from backend.mv.video_generator import (
     GenerateVideoRequest,
@@ -64,16 +67,48 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-GENERATION_ERRORS = _errors(400, 401, 413, 422, 429, 502, 503, 504)
+GENERATION_ERRORS = _errors(400, 401, 409, 413, 422, 429, 502, 503, 504)
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=MAX_KEY_LENGTH,
+        description=(
+            "Send the same key again (with the same body) to get the first answer back "
+            "instead of paying twice; kept 24 h. Another body with a used key is a 409."
+        ),
+    ),
+]
+
+
+async def _answer_once(
+    runtime: Runtime,
+    endpoint: str,
+    key: str | None,
+    request: BaseModel,
+    produce: Callable[[], Awaitable[BaseModel]],
+) -> dict[str, Any]:
+    """Run `produce` once per Idempotency-Key (or every time when there is none)."""
+
+    async def produce_json() -> dict[str, Any]:
+        return (await produce()).model_dump(mode="json", by_alias=True)
+
+    if key is None:
+        return await produce_json()
+    fingerprint = request_fingerprint(request.model_dump(mode="json"))
+    return await runtime.idempotency.run_once(endpoint, key, fingerprint, produce_json)
 
 
 @router.post(
     "/create_scenes",
     response_model=CreateScenesResponse,
     summary="Write scene prompts for a video idea (v1)",
-    responses={**GENERATION_ERRORS, **_errors(409)},
+    responses=GENERATION_ERRORS,
 )
-async def create_scenes(request: CreateScenesRequest, runtime: RuntimeDep) -> CreateScenesResponse:
+async def create_scenes(
+    request: CreateScenesRequest, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None
+) -> dict[str, Any]:
     """Gemini writes `number_of_scenes` self-contained Veo prompts for the idea and character.
 
     Fields left out take their defaults from `parameters.yaml` (the response's
@@ -81,7 +116,13 @@ async def create_scenes(request: CreateScenesRequest, runtime: RuntimeDep) -> Cr
     `scenes.md` in a folder of their own (`output_dir`, or a fresh `scene_set_id`).
     Typical time: 10-60 s live, `MV_MOCK_DELAY_SECONDS` in mock mode.
     """
-    return await generate_scenes(request, runtime)
+    return await _answer_once(
+        runtime,
+        "create_scenes",
+        idempotency_key,
+        request,
+        lambda: generate_scenes(request, runtime),
+    )
 
 
 @router.post(
@@ -91,8 +132,11 @@ async def create_scenes(request: CreateScenesRequest, runtime: RuntimeDep) -> Cr
     responses=GENERATION_ERRORS,
 )
 async def generate_character_reference(
-    request: GenerateCharacterReferenceRequest, runtime: RuntimeDep
-) -> GenerateCharacterReferenceResponse:
+    request: GenerateCharacterReferenceRequest,
+    runtime: RuntimeDep,
+    http_request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
     """Imagen 4 on Replicate draws the character; the image is stored and returned.
 
     The answer carries the image as base64 and an `image_id`: pass that id to
@@ -101,7 +145,15 @@ async def generate_character_reference(
     has no input for are listed in `metadata.parameters_not_applied`.
     Typical time: 5-30 s live.
     """
-    return await generate_character_reference_image(request, runtime)
+    return await _answer_once(
+        runtime,
+        "generate_character_reference",
+        idempotency_key,
+        request,
+        lambda: generate_character_reference_image(
+            request, runtime, client_gone=http_request.is_disconnected
+        ),
+    )
 
 
 @router.get(
@@ -125,7 +177,12 @@ async def get_character_reference(image_id: str, runtime: RuntimeDep) -> FileRes
     summary="Render one video clip for one scene (v3)",
     responses={**GENERATION_ERRORS, **_errors(404)},
 )
-async def create_video(request: GenerateVideoRequest, runtime: RuntimeDep) -> GenerateVideoResponse:
+async def create_video(
+    request: GenerateVideoRequest,
+    runtime: RuntimeDep,
+    http_request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
     """Veo 3.1 renders one clip (4, 6 or 8 s) for `prompt`; call once per scene, concurrently.
 
     The answer arrives when the clip is stored (20-400 s live; set a client timeout of at
@@ -134,7 +191,13 @@ async def create_video(request: GenerateVideoRequest, runtime: RuntimeDep) -> Ge
     `replicate` (default) or `gemini`; parameters a backend cannot take are listed in
     `metadata.parameters_not_applied`. Fetch the clip from `video_url`.
     """
-    return await generate_video(request, runtime)
+    return await _answer_once(
+        runtime,
+        "generate_video",
+        idempotency_key,
+        request,
+        lambda: generate_video(request, runtime, client_gone=http_request.is_disconnected),
+    )
 
 
 CLIP_PATH = "/get_video/{video_id}"

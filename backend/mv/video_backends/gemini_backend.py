@@ -127,7 +127,9 @@ class GeminiVideoBackend:
         config = _config(job)
         operation = await call_with_retries(
             lambda: client.aio.models.generate_videos(
-                model=model, prompt=job.full_prompt, config=config
+                model=model,
+                source=genai_types.GenerateVideosSource(prompt=job.full_prompt),
+                config=config,
             ),
             translate=translate_google_error,
             backend=GEMINI_BACKEND,

@@ -1,0 +1,96 @@
+"""`Idempotency-Key` for the POST endpoints: a repeated request pays once.
+
+A key's first successful answer is stored on disk beside the outputs (so it survives a
+restart) and replayed for 24 hours to the same request body; the same key with another body
+is a 409. A repeat that arrives while the first is still running waits for it. A failed
+request stores nothing, so the client may retry with the same key. Keys are scoped per
+endpoint and stored only as hashes.
+"""
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from backend.mv.errors import Conflict, ValidationFailed
+from backend.mv.storage import read_json, write_json_atomic
+
+IDEMPOTENCY_FOLDER = "idempotency"
+REPLAY_SECONDS = 24 * 3600
+MAX_KEY_LENGTH = 255
+
+JsonBody = dict[str, Any]
+
+
+def request_fingerprint(body: JsonBody) -> str:
+    """A stable hash of a request body: same fields and values, same fingerprint."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _check_key(key: str) -> None:
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
+        message = f"must be 1 to {MAX_KEY_LENGTH} printable ASCII characters"
+        raise ValidationFailed(
+            f"Idempotency-Key {message}",
+            details=[{"field": "Idempotency-Key", "message": message, "type": "value_error"}],
+        )
+
+
+def _conflict() -> Conflict:
+    return Conflict("This Idempotency-Key was already used with a different request body")
+
+
+class IdempotencyStore:
+    def __init__(self, output_root: Path) -> None:
+        self.root = output_root / IDEMPOTENCY_FOLDER
+        self._in_flight: dict[Path, tuple[str, asyncio.Task[JsonBody]]] = {}
+
+    def _record_path(self, endpoint: str, key: str) -> Path:
+        return self.root / endpoint / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
+
+    async def run_once(
+        self,
+        endpoint: str,
+        key: str,
+        fingerprint: str,
+        produce: Callable[[], Awaitable[JsonBody]],
+    ) -> JsonBody:
+        """The stored answer for `key`, the in-flight one's, or `produce()`'s (then stored).
+
+        `produce` runs as its own task: a client that disconnects, or a caller that is
+        cancelled, does not stop the paid work, and its result is still stored.
+        """
+        _check_key(key)
+        path = self._record_path(endpoint, key)
+        record = await read_json(path)
+        if isinstance(record, dict) and time.time() - record["stored_at"] < REPLAY_SECONDS:
+            if record["request_sha256"] != fingerprint:
+                raise _conflict()
+            return record["body"]
+        if path in self._in_flight:
+            in_flight_fingerprint, task = self._in_flight[path]
+            if in_flight_fingerprint != fingerprint:
+                raise _conflict()
+            return await asyncio.shield(task)
+        task = asyncio.get_running_loop().create_task(
+            self._produce_and_store(path, fingerprint, produce)
+        )
+        self._in_flight[path] = (fingerprint, task)
+        task.add_done_callback(lambda _: self._in_flight.pop(path, None))
+        return await asyncio.shield(task)
+
+    async def _produce_and_store(
+        self, path: Path, fingerprint: str, produce: Callable[[], Awaitable[JsonBody]]
+    ) -> JsonBody:
+        body = await produce()
+        await anyio.Path(path.parent).mkdir(parents=True, exist_ok=True)
+        await write_json_atomic(
+            path, {"request_sha256": fingerprint, "stored_at": time.time(), "body": body}
+        )
+        return body

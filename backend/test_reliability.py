@@ -1,0 +1,249 @@
+"""Reliability: idempotent POSTs, no second paid job, results kept when the client leaves,
+crash safety and graceful shutdown. Faults come from the fake upstream or real signals."""
+
+import asyncio
+import json
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from backend.testing import fake_upstream as fake
+from backend.testing.apps import live_settings, make_settings, serve_app
+from backend.testing.fake_upstream import FakeUpstream
+from backend.testing.server_process import running_server
+
+VIDEO = "/api/mv/generate_video"
+SCENES = "/api/mv/create_scenes"
+CLIP_REQUEST = {"prompt": "A robot dances in the rain", "duration": 4}
+
+
+@pytest.fixture
+async def mock_client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with serve_app(make_settings(tmp_path, mv_mock_mode=True)) as (_, client):
+        yield client
+
+
+@pytest.fixture
+async def live_client(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = live_settings(tmp_path, fake_upstream.base_url, mv_upstream_max_attempts=3)
+    async with serve_app(settings) as (_, client):
+        yield client
+
+
+def stored_clips(output_dir: Path) -> list[Path]:
+    return sorted((output_dir / "videos").glob("*.mp4"))
+
+
+# ---- Idempotency-Key
+
+
+async def test_repeated_key_replays_the_first_answer(
+    mock_client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    headers = {"Idempotency-Key": "scene-1-take-1"}
+    first = await mock_client.post(VIDEO, json=CLIP_REQUEST, headers=headers)
+    second = await mock_client.post(VIDEO, json=CLIP_REQUEST, headers=headers)
+    assert first.status_code == second.status_code == 200
+    assert second.json() == first.json()
+    assert len(stored_clips(tmp_path)) == 1
+
+
+async def test_same_key_with_another_body_is_a_conflict(mock_client: httpx.AsyncClient) -> None:
+    headers = {"Idempotency-Key": "k-409"}
+    assert (await mock_client.post(VIDEO, json=CLIP_REQUEST, headers=headers)).status_code == 200
+    other = await mock_client.post(VIDEO, json={**CLIP_REQUEST, "duration": 6}, headers=headers)
+    assert other.status_code == 409
+    assert other.json()["error_code"] == "CONFLICT"
+
+
+async def test_keys_are_scoped_per_endpoint(mock_client: httpx.AsyncClient) -> None:
+    headers = {"Idempotency-Key": "shared-key"}
+    video = await mock_client.post(VIDEO, json=CLIP_REQUEST, headers=headers)
+    scenes = await mock_client.post(
+        SCENES, json={"idea": "x", "character_description": "y"}, headers=headers
+    )
+    assert video.status_code == scenes.status_code == 200
+
+
+async def test_a_repeat_during_the_first_request_waits_for_it(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, mv_mock_mode=True, mv_mock_delay_seconds=0.5)
+    headers = {"Idempotency-Key": "in-flight"}
+    async with serve_app(settings) as (_, client):
+        first, second = await asyncio.gather(
+            client.post(VIDEO, json=CLIP_REQUEST, headers=headers),
+            client.post(VIDEO, json=CLIP_REQUEST, headers=headers),
+        )
+    assert first.json()["video_id"] == second.json()["video_id"]
+    assert len(stored_clips(tmp_path)) == 1
+
+
+async def test_keys_survive_a_restart(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, mv_mock_mode=True)
+    headers = {"Idempotency-Key": "survives"}
+    async with serve_app(settings) as (_, client):
+        first = await client.post(VIDEO, json=CLIP_REQUEST, headers=headers)
+    async with serve_app(settings) as (_, client):
+        again = await client.post(VIDEO, json=CLIP_REQUEST, headers=headers)
+    assert again.json() == first.json()
+    assert len(stored_clips(tmp_path)) == 1
+    assert list((tmp_path / "idempotency").rglob("*.json"))
+
+
+async def test_a_failed_request_stores_nothing_so_the_key_can_retry(
+    live_client: httpx.AsyncClient, fake_upstream: FakeUpstream
+) -> None:
+    fake_upstream.inject("replicate.create", fake.PredictionFailed())
+    headers = {"Idempotency-Key": "retry-me"}
+    failed = await live_client.post(VIDEO, json=CLIP_REQUEST, headers=headers)
+    assert failed.status_code == 502
+    retried = await live_client.post(VIDEO, json=CLIP_REQUEST, headers=headers)
+    assert retried.status_code == 200, retried.text
+
+
+@pytest.mark.parametrize("key", [b"", b"x" * 256, "naïve-key".encode()])
+async def test_malformed_key_is_a_400(mock_client: httpx.AsyncClient, key: bytes) -> None:
+    response = await mock_client.post(VIDEO, json=CLIP_REQUEST, headers={"Idempotency-Key": key})
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "VALIDATION_ERROR"
+
+
+# ---- retries never pay twice
+
+
+async def test_create_that_may_have_started_a_job_is_not_retried(
+    live_client: httpx.AsyncClient, fake_upstream: FakeUpstream
+) -> None:
+    fake_upstream.inject("replicate.create", fake.DropConnection())
+    response = await live_client.post(VIDEO, json=CLIP_REQUEST)
+    assert response.status_code == 502
+    assert response.json()["error_code"] == "BACKEND_ERROR"
+    assert len(fake_upstream.requests_for("replicate.create")) == 1
+
+
+async def test_rate_limited_create_is_retried_after_retry_after(
+    live_client: httpx.AsyncClient, fake_upstream: FakeUpstream
+) -> None:
+    fake_upstream.inject("replicate.create", fake.replicate_rate_limited(retry_after_seconds=1))
+    started = time.monotonic()
+    response = await live_client.post(VIDEO, json=CLIP_REQUEST)
+    assert response.status_code == 200, response.text
+    assert time.monotonic() - started >= 1.0
+    assert len(fake_upstream.requests_for("replicate.create")) == 2
+
+
+async def test_permanently_failing_upstream_gives_up_after_the_attempt_budget(
+    live_client: httpx.AsyncClient, fake_upstream: FakeUpstream
+) -> None:
+    fake_upstream.inject("replicate.create", fake.replicate_server_error(503), times=10)
+    response = await live_client.post(VIDEO, json=CLIP_REQUEST)
+    assert response.status_code == 502
+    assert len(fake_upstream.requests_for("replicate.create")) == 3
+
+
+async def test_polling_survives_transient_failures(
+    live_client: httpx.AsyncClient, fake_upstream: FakeUpstream
+) -> None:
+    fake_upstream.latency_seconds = 0.5
+    fake_upstream.inject("gemini.operation", fake.google_server_error(503), times=2)
+    response = await live_client.post(VIDEO, json={**CLIP_REQUEST, "backend": "gemini"})
+    assert response.status_code == 200, response.text
+    assert len(fake_upstream.requests_for("gemini.predict_long_running")) == 1
+
+
+# ---- real processes: disconnects, SIGKILL, SIGTERM
+
+
+def send_and_hang_up(base_url: str, path: str, body: dict, headers: dict[str, str]) -> None:
+    """Send a complete POST, then close the socket before any answer arrives."""
+    host, port = base_url.removeprefix("http://").split(":")
+    payload = json.dumps(body).encode()
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n{head}\r\n"
+    ).encode() + payload
+    with socket.create_connection((host, int(port))) as connection:
+        connection.sendall(request)
+        time.sleep(0.3)
+
+
+async def wait_for(predicate: Callable[[], bool], within: float) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+def mock_server_env(output_dir: Path, **extra: str) -> dict[str, str]:
+    return {
+        "MV_MOCK_MODE": "true",
+        "MV_OUTPUT_DIR": str(output_dir),
+        "MV_MOCK_DELAY_SECONDS": "1.5",
+        "MV_API_KEYS": "",
+        **extra,
+    }
+
+
+async def test_client_disconnect_keeps_the_paid_result(tmp_path: Path) -> None:
+    outputs = tmp_path / "outputs"
+    headers = {"Idempotency-Key": "left-early"}
+    with running_server(mock_server_env(outputs), tmp_path / "server.log") as (base_url, _):
+        await asyncio.to_thread(send_and_hang_up, base_url, VIDEO, CLIP_REQUEST, headers)
+        sidecars = lambda: list((outputs / "videos").glob("*.json"))  # noqa: E731
+        await wait_for(lambda: bool(sidecars()), within=15)
+        sidecar = json.loads(sidecars()[0].read_text())
+        assert sidecar["client_disconnected"] is True
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+            started = time.monotonic()
+            again = await client.post(VIDEO, json=CLIP_REQUEST, headers=headers)
+            assert time.monotonic() - started < 1.0
+    assert again.status_code == 200
+    assert again.json()["video_id"] == sidecar["video_id"]
+
+
+async def test_sigterm_lets_a_running_generation_finish(tmp_path: Path) -> None:
+    outputs = tmp_path / "outputs"
+    env = mock_server_env(outputs, MV_SHUTDOWN_GRACE_SECONDS="10")
+    with running_server(env, tmp_path / "server.log") as (base_url, process):
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+            pending = asyncio.create_task(client.post(VIDEO, json=CLIP_REQUEST))
+            await asyncio.sleep(0.5)
+            process.send_signal(signal.SIGTERM)
+            response = await pending
+        assert process.wait(timeout=15) in {0, -signal.SIGTERM}
+    assert response.status_code == 200, response.text
+    assert Path(response.json()["video_path"]).is_file()
+
+
+async def test_sigkill_during_a_download_leaves_no_partial_clip(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    fake_upstream.clip_bytes = 400 * 1024 * 1024
+    outputs = tmp_path / "outputs"
+    env = {
+        "MV_MOCK_MODE": "false",
+        "MV_OUTPUT_DIR": str(outputs),
+        "REPLICATE_API_TOKEN": "r8_kill-test",
+        "REPLICATE_BASE_URL": fake_upstream.base_url,
+        "MV_POLL_INTERVAL_SECONDS": "0.05",
+    }
+    partials = lambda: list((outputs / "videos").glob("*.tmp"))  # noqa: E731
+    with running_server(env, tmp_path / "server.log") as (base_url, process):
+        async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+            pending = asyncio.create_task(client.post(VIDEO, json=CLIP_REQUEST))
+            await wait_for(lambda: any(path.stat().st_size for path in partials()), within=30)
+            process.kill()
+            with pytest.raises(httpx.TransportError):
+                await pending
+    assert partials()
+    assert not stored_clips(outputs)
+    async with serve_app(make_settings(outputs)):
+        assert not partials()
+        assert not stored_clips(outputs)

@@ -1,0 +1,1 @@
+"""Test infrastructure shared by the backend's test suites and benchmarks."""

@@ -1,0 +1,52 @@
+"""Build the real app for a test: its own Settings, its lifespan run, an httpx client on it."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from backend.config import Settings
+from backend.main import create_app
+
+TEST_GEMINI_KEY = "test-gemini-key-9f3a1c"
+TEST_REPLICATE_TOKEN = "r8_test-replicate-token-77b2e4"
+
+
+def make_settings(output_dir: Path, **overrides: Any) -> Settings:
+    """Settings isolated from the developer's `.env` and environment defaults."""
+    values: dict[str, Any] = {
+        "mv_output_dir": output_dir,
+        "mv_mock_delay_seconds": 0.0,
+        "mv_poll_interval_seconds": 0.05,
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)
+
+
+def live_settings(output_dir: Path, upstream_base_url: str, **overrides: Any) -> Settings:
+    """Live mode with test keys, both SDKs pointed at the fake upstream."""
+    return make_settings(
+        output_dir,
+        gemini_api_key=TEST_GEMINI_KEY,
+        replicate_api_token=TEST_REPLICATE_TOKEN,
+        replicate_base_url=upstream_base_url,
+        google_gemini_base_url=upstream_base_url,
+        **overrides,
+    )
+
+
+@asynccontextmanager
+async def serve_app(
+    settings: Settings, **app_options: Any
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """Run the app's lifespan and yield it with a client that talks to it in-process."""
+    app = create_app(settings, **app_options)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", timeout=60
+        ) as client:
+            yield app, client
