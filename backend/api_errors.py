@@ -76,7 +76,7 @@ async def _handle_http_exception(_request: Request, exc: Exception) -> JSONRespo
     error_class = _HTTP_STATUS_ERRORS.get(exc.status_code)
     if error_class is None:
         error_class = ValidationFailed if exc.status_code < 500 else MVError
-    return error_response(error_class(str(exc.detail)))
+    return error_response(error_class(str(exc.detail), headers=dict(exc.headers or {})))
 
 
 _HTTP_STATUS_ERRORS: dict[int, type[MVError]] = {

@@ -7,9 +7,11 @@ from pydantic import AfterValidator
 ALLOWED_CONTROL_CHARACTERS = {"\n", "\r", "\t"}
 
 
-def _checked_text(value: str) -> str:
+def _checked_text(value: str | None) -> str | None:
     """Reject blank text and control characters; the text itself passes on unchanged, because
-    the client's words reach the provider verbatim."""
+    the client's words reach the provider verbatim. An optional field's null stays null."""
+    if value is None:
+        return None
     if not value.strip():
         raise ValueError("must not be blank")
     for character in value:

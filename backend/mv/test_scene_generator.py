@@ -293,3 +293,8 @@ async def test_debug_lines_are_off_by_default(
     caplog.set_level(logging.DEBUG)
     await client.post(SCENES, json=REQUEST)
     assert not [record for record in caplog.records if record.name == "backend.mv.debug"]
+
+
+def test_optional_text_may_be_null() -> None:
+    request = CreateScenesRequest(**REQUEST, camera_angle=None, video_type=None)
+    assert request.camera_angle is None

@@ -33,8 +33,6 @@ from backend.mv.video_generator import (
 )
 from backend.routers.video_files import ClipResponse, check_range, clip_response
 
-router = APIRouter(prefix="/api/mv", tags=["music video"])
-
 
 class ErrorResponse(BaseModel):
     """The one error shape, on every route and status."""
@@ -66,6 +64,15 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         status: {"model": ErrorResponse, "description": descriptions[status]} for status in statuses
     }
 
+
+router = APIRouter(
+    prefix="/api/mv",
+    tags=["music video"],
+    responses={
+        "4XX": {"model": ErrorResponse, "description": "Client error, in the error shape"},
+        "5XX": {"model": ErrorResponse, "description": "Server or provider error"},
+    },
+)
 
 GENERATION_ERRORS = _errors(400, 401, 409, 413, 422, 429, 502, 503, 504)
 

@@ -1,0 +1,84 @@
+"""Keys never leak: with debug logging on, neither provider key appears in any log line or
+response body across the whole workflow and its error paths."""
+
+import logging
+from pathlib import Path
+
+import httpx
+import pytest
+
+from backend.testing import fake_upstream as fake
+from backend.testing.apps import (
+    TEST_GEMINI_KEY,
+    TEST_REPLICATE_TOKEN,
+    live_settings,
+    serve_app,
+)
+from backend.testing.fake_upstream import FakeUpstream
+
+CHARACTER = "Silver humanoid robot with a red shield"
+ERROR_PATHS: list[tuple[str, fake.Fault, str, dict]] = [
+    ("replicate.create", fake.replicate_unauthenticated(), "/api/mv/generate_video", {}),
+    ("replicate.create", fake.replicate_rate_limited(1), "/api/mv/generate_video", {}),
+    ("replicate.create", fake.PredictionFailed(), "/api/mv/generate_character_reference", {}),
+    (
+        "gemini.predict_long_running",
+        fake.google_api_key_invalid(),
+        "/api/mv/generate_video",
+        {"backend": "gemini"},
+    ),
+    ("gemini.generate_content", fake.google_server_error(500), "/api/mv/create_scenes", {}),
+    (
+        "gemini.download",
+        fake.HttpError(403, {"error": {"code": 403, "message": "denied"}}),
+        "/api/mv/generate_video",
+        {"backend": "gemini"},
+    ),
+]
+BODIES = {
+    "/api/mv/create_scenes": {"idea": "robot music", "character_description": CHARACTER},
+    "/api/mv/generate_character_reference": {"character_description": CHARACTER},
+    "/api/mv/generate_video": {"prompt": "robot dances", "duration": 4},
+}
+
+
+async def test_no_key_in_any_log_line_or_response(
+    fake_upstream: FakeUpstream,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    settings = live_settings(
+        tmp_path, fake_upstream.base_url, mv_debug_mode=True, mv_upstream_max_attempts=1
+    )
+    answers: list[httpx.Response] = []
+    async with serve_app(settings) as (_, client):
+        answers.append(
+            await client.post("/api/mv/create_scenes", json=BODIES["/api/mv/create_scenes"])
+        )
+        reference = await client.post(
+            "/api/mv/generate_character_reference", json={"character_description": CHARACTER}
+        )
+        answers.append(reference)
+        image_id = reference.json()["image_id"]
+        for backend in ("replicate", "gemini"):
+            clip = await client.post(
+                "/api/mv/generate_video",
+                json={"prompt": "robot dances", "backend": backend, "reference_image_id": image_id},
+            )
+            answers += [clip, await client.get(f"{clip.json()['video_url']}/info")]
+        assert all(answer.status_code == 200 for answer in answers), [a.text for a in answers]
+        for route, fault, path, extra in ERROR_PATHS:
+            fake_upstream.inject(route, fault)
+            failed = await client.post(path, json={**BODIES[path], **extra})
+            assert failed.status_code >= 400
+            answers.append(failed)
+
+    logged = caplog.text + capfd.readouterr().err
+    assert "robot dances" in logged
+    for secret in (TEST_GEMINI_KEY, TEST_REPLICATE_TOKEN):
+        assert secret not in logged
+        for answer in answers:
+            assert secret not in answer.text
+            assert all(secret not in value for value in answer.headers.values())
