@@ -57,8 +57,19 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
-async def _handle_mv_error(_request: Request, exc: Exception) -> JSONResponse:
+def _redact(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "[redacted]")
+    return text
+
+
+async def _handle_mv_error(request: Request, exc: Exception) -> JSONResponse:
+    """Render a domain error; provider text inside it is scrubbed of our own keys, in case a
+    provider ever echoes one back."""
     assert isinstance(exc, MVError)
+    settings = request.app.state.runtime.settings
+    secrets = [key for key in (settings.gemini_api_key, settings.replicate_api_token) if key]
+    exc.message = _redact(exc.message, secrets)
     if exc.status_code >= 500:
         logger.warning("%s: %s", exc.error_code, exc.message, exc_info=exc.__cause__)
     return error_response(exc)

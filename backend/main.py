@@ -23,6 +23,7 @@ from backend.mv.concurrency import GenerationLimiter
 from backend.mv.configuration import CONFIG_DIR, ConfigError, load_configs
 from backend.mv.idempotency import IdempotencyStore
 from backend.mv.providers import build_provider_clients
+from backend.mv.replicate_runner import finish_cancellations
 from backend.mv.runtime import Runtime
 from backend.mv.storage import remove_leftover_temporaries
 from backend.routers import mv
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, *, config_dir: Path = CONFIG_DI
         try:
             yield
         finally:
+            await finish_cancellations()
             await clients.aclose()
 
     app = FastAPI(

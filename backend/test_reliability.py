@@ -247,3 +247,25 @@ async def test_sigkill_during_a_download_leaves_no_partial_clip(
     async with serve_app(make_settings(outputs)):
         assert not partials()
         assert not stored_clips(outputs)
+
+
+async def test_shutdown_waits_for_the_cancel_of_a_timed_out_prediction(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    fake_upstream.inject("replicate.create", fake.SlowGeneration(60))
+    settings = live_settings(tmp_path, fake_upstream.base_url, mv_generation_timeout_seconds=1)
+    async with serve_app(settings) as (_, client):
+        response = await client.post(VIDEO, json=CLIP_REQUEST)
+    assert response.status_code == 504
+    assert len(fake_upstream.requests_for("replicate.cancel")) == 1
+
+
+async def test_a_refused_output_download_is_a_backend_error(
+    live_client: httpx.AsyncClient, fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    fake_upstream.inject("replicate.download", fake.HttpError(403, {"detail": "expired"}))
+    response = await live_client.post(VIDEO, json=CLIP_REQUEST)
+    assert response.status_code == 502
+    assert response.json()["error_code"] == "BACKEND_ERROR"
+    assert not list((tmp_path / "videos").iterdir())
+

@@ -82,3 +82,16 @@ async def test_no_key_in_any_log_line_or_response(
         for answer in answers:
             assert secret not in answer.text
             assert all(secret not in value for value in answer.headers.values())
+
+
+async def test_a_provider_echoing_our_token_does_not_leak_it(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    echo = {"title": "Server error", "detail": f"bad auth Bearer {TEST_REPLICATE_TOKEN}"}
+    fake_upstream.inject("replicate.create", fake.HttpError(500, echo))
+    settings = live_settings(tmp_path, fake_upstream.base_url, mv_upstream_max_attempts=1)
+    async with serve_app(settings) as (_, client):
+        response = await client.post("/api/mv/generate_video", json={"prompt": "robot"})
+    assert response.status_code == 502
+    assert "bad auth Bearer [redacted]" in response.json()["message"]
+    assert TEST_REPLICATE_TOKEN not in response.text

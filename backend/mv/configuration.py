@@ -6,6 +6,7 @@ code. A missing or malformed file stops startup with the file's name and the pro
 
 from pathlib import Path
 from string import Formatter
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -80,7 +81,7 @@ class ScenePrompts(_Config):
 
 class ImageAllowedValues(_Config):
     aspect_ratio: list[str] = Field(min_length=1)
-    output_format: list[str] = Field(min_length=1)
+    output_format: list[Literal["png", "jpg"]] = Field(min_length=1)
     safety_filter_level: list[str] = Field(min_length=1)
     person_generation: list[str] = Field(min_length=1)
 

@@ -17,10 +17,12 @@ from replicate.exceptions import ReplicateError
 from replicate.prediction import Prediction
 
 from backend.mv.errors import (
+    BackendError,
     BackendNotConfigured,
     ContentPolicyViolation,
     GenerationFailed,
     MVError,
+    RateLimited,
 )
 from backend.mv.upstream import Deadline, call_with_retries, translate_replicate_error
 
@@ -51,7 +53,7 @@ async def _cancel_quietly(client: replicate.Client, prediction_id: str) -> None:
         async with asyncio.timeout(CANCEL_TIMEOUT_SECONDS):
             await client.predictions.async_cancel(prediction_id)
         logger.info("cancelled prediction %s upstream", prediction_id)
-    except (TimeoutError, ReplicateError, httpx.HTTPError) as exc:
+    except (TimeoutError, ReplicateError, httpx.HTTPError, RuntimeError) as exc:
         logger.warning("could not cancel prediction %s: %r", prediction_id, exc)
 
 
@@ -62,13 +64,22 @@ def _cancel_in_background(client: replicate.Client, prediction_id: str) -> None:
     task.add_done_callback(_cancellations.discard)
 
 
+async def finish_cancellations() -> None:
+    """Let cancels already sent on their way finish (each is bounded by its own timeout);
+    the lifespan awaits this before closing the clients, so no paid job is left running."""
+    if _cancellations:
+        await asyncio.gather(*_cancellations)
+
+
 async def _poll_once(client: replicate.Client, prediction: Prediction, backend: str) -> Prediction:
     """One status read; a transient failure keeps the last known state so polling goes on."""
     try:
         return await client.predictions.async_get(prediction.id)
     except (ReplicateError, httpx.TransportError) as exc:
         error = translate_replicate_error(exc, backend)
-        if error.status_code in {429} or error.status_code >= 500:
+        # Transient means the provider's 429 or 5xx, or a transport failure: a rejected key
+        # (our 503) or an unknown prediction (our 502) will not heal by polling again.
+        if isinstance(error, BackendError | RateLimited):
             logger.info("poll of %s failed transiently (%s); will retry", prediction.id, error)
             return prediction
         raise error from exc

@@ -66,3 +66,10 @@ async def test_app_does_not_start_with_a_broken_config(config_copy: Path, tmp_pa
     with pytest.raises(ConfigError, match=r"parameters\.yaml"):
         async with serve_app(make_settings(tmp_path), config_dir=config_copy):
             pass
+
+
+def test_an_output_format_the_code_cannot_store_is_refused(config_copy: Path) -> None:
+    path = config_copy / "image_params.yaml"
+    path.write_text(path.read_text().replace("output_format: [png, jpg]", "output_format: [webp]"))
+    with pytest.raises(ConfigError, match="output_format"):
+        load_configs(config_copy)

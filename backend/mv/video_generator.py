@@ -9,6 +9,7 @@ streams to `<outputs>/videos/<video_id>.mp4` through a temporary file, beside a
 import logging
 import time
 from pathlib import Path
+from string import Formatter
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -152,11 +153,29 @@ def _resolve(request: GenerateVideoRequest, runtime: Runtime) -> tuple[dict[str,
     return resolved, defaults_applied
 
 
+def _render_rules(template: str, aspect_ratio: str) -> str:
+    """Fill bare `{aspect_ratio}` placeholders only.
+
+    `str.format` would also run attribute and item lookups (`{aspect_ratio.upper}`) and
+    format specs (`{aspect_ratio:>99999999}` pads to any size) from client text, so anything
+    but the bare placeholder is refused (ValueError).
+    """
+    parts = []
+    for literal, field_name, format_spec, conversion in Formatter().parse(template):
+        parts.append(literal)
+        if field_name is None:
+            continue
+        if field_name != "aspect_ratio" or format_spec or conversion:
+            raise ValueError(f"placeholder {field_name!r} is not allowed")
+        parts.append(aspect_ratio)
+    return "".join(parts)
+
+
 def _full_prompt(request: GenerateVideoRequest, aspect_ratio: str, runtime: Runtime) -> str:
     template = request.video_rules_template or runtime.configs.image_params.video_rules_template
     try:
-        rules = template.format(aspect_ratio=aspect_ratio)
-    except (KeyError, IndexError, ValueError) as exc:
+        rules = _render_rules(template, aspect_ratio)
+    except ValueError as exc:
         message = "may only use the placeholder {aspect_ratio}; write other braces as {{ }}"
         raise ValidationFailed(
             f"video_rules_template: {message}",
