@@ -10,16 +10,7 @@ import pytest
 
 from backend.main import ENDPOINTS
 from backend.testing.apps import make_settings, serve_app
-
-ERROR_KEYS = {
-    "error",
-    "error_code",
-    "message",
-    "backend_used",
-    "timestamp",
-    "request_id",
-    "details",
-}
+from backend.testing.contract import ERROR_KEYS, assert_error_shape
 
 
 @pytest.fixture
@@ -28,22 +19,17 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def assert_error_shape(response: httpx.Response, status: int, error_code: str) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == ERROR_KEYS
-    assert body["error_code"] == error_code
-    assert body["request_id"] == response.headers["x-request-id"]
-    assert body["timestamp"].endswith("Z")
-    return body
-
-
 async def test_root_reports_mode_providers_and_every_endpoint(client: httpx.AsyncClient) -> None:
     body = (await client.get("/")).json()
     assert body["mode"] == "mock"
     assert body["providers_configured"] == {"gemini": False, "replicate": False}
-    for name in ("mv_create_scenes", "mv_generate_character_reference", "mv_generate_video",
-                 "mv_get_video", "mv_get_video_info"):
+    for name in (
+        "mv_create_scenes",
+        "mv_generate_character_reference",
+        "mv_generate_video",
+        "mv_get_video",
+        "mv_get_video_info",
+    ):
         assert body["endpoints"][name] == ENDPOINTS[name]
 
 

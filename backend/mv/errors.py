@@ -41,6 +41,21 @@ class ValidationFailed(MVError):
     error_code = "VALIDATION_ERROR"
     title = "Invalid request"
 
+    @classmethod
+    def from_problems(cls, problems: list[dict[str, str]]) -> "ValidationFailed":
+        """One error listing every problem found (each a `problem(...)`), all at once."""
+        summary = "; ".join(f"{item['field']}: {item['message']}" for item in problems)
+        return cls(summary, details=problems)
+
+    @classmethod
+    def about(cls, field: str, message: str, kind: str = "value_error") -> "ValidationFailed":
+        return cls.from_problems([problem(field, message, kind)])
+
+
+def problem(field: str, message: str, kind: str = "value_error") -> dict[str, str]:
+    """One entry of a validation error's `details`, shaped like FastAPI's own."""
+    return {"field": field, "message": message, "type": kind}
+
 
 class Unauthorized(MVError):
     status_code = 401

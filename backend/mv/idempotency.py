@@ -36,10 +36,7 @@ def request_fingerprint(body: JsonBody) -> str:
 def _check_key(key: str) -> None:
     if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
         message = f"must be 1 to {MAX_KEY_LENGTH} printable ASCII characters"
-        raise ValidationFailed(
-            f"Idempotency-Key {message}",
-            details=[{"field": "Idempotency-Key", "message": message, "type": "value_error"}],
-        )
+        raise ValidationFailed.about("Idempotency-Key", message)
 
 
 def _conflict() -> Conflict:

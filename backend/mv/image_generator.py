@@ -20,7 +20,8 @@ from pydantic import BaseModel, Field
 from backend.mv import debug
 from backend.mv.downloads import download_to_file
 from backend.mv.errors import GenerationFailed, ValidationFailed
-from backend.mv.fields import CheckedText
+from backend.mv.fields import CheckedText, apply_defaults, choice_problems
+from backend.mv.metadata import GenerationMetadata
 from backend.mv.mock_media import write_mock_image
 from backend.mv.mock_provider import MOCK_BACKEND, MOCK_IMAGE_MODEL, simulate_generation
 from backend.mv.references import CONTENT_TYPES, reference_folder
@@ -70,16 +71,8 @@ class GenerateCharacterReferenceRequest(BaseModel):
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1, description="For reproducibility")
 
 
-class CharacterReferenceMetadata(BaseModel):
+class CharacterReferenceMetadata(GenerationMetadata):
     character_description: str
-    backend_used: str
-    model_used: str
-    parameters_used: dict[str, Any]
-    defaults_applied: list[str]
-    parameters_not_applied: dict[str, str]
-    generation_timestamp: str
-    processing_time_seconds: float
-    queue_wait_seconds: float
 
 
 class GenerateCharacterReferenceResponse(BaseModel):
@@ -95,21 +88,12 @@ def _resolve_choices(
 ) -> tuple[dict[str, Any], list[str]]:
     """Apply defaults and check every choice against its allowed list, all errors at once."""
     params = runtime.configs.image_params
-    chosen: dict[str, Any] = {}
-    defaults_applied = []
-    problems = []
-    for name in CHOICE_FIELDS:
-        value = getattr(request, name)
-        if value is None:
-            value = getattr(params, name)
-            defaults_applied.append(name)
-        allowed = getattr(params.allowed, name)
-        if value not in allowed:
-            problems.append({"field": name, "message": f"must be one of {allowed}", "type": "enum"})
-        chosen[name] = value
-    if problems:
-        summary = "; ".join(f"{item['field']}: {item['message']}" for item in problems)
-        raise ValidationFailed(summary, details=problems)
+    chosen, defaults_applied = apply_defaults(
+        request, {name: getattr(params, name) for name in CHOICE_FIELDS}
+    )
+    allowed = {name: getattr(params.allowed, name) for name in CHOICE_FIELDS}
+    if problems := choice_problems(chosen, allowed):
+        raise ValidationFailed.from_problems(problems)
     for name in ("negative_prompt", "seed"):
         if getattr(request, name) is not None:
             chosen[name] = getattr(request, name)

@@ -74,9 +74,7 @@ def build_replicate_client(settings: Settings) -> replicate.Client | None:
 
 
 def build_provider_clients(settings: Settings) -> ProviderClients:
-    downloads = httpx.AsyncClient(
-        limits=_limits(settings, 3), timeout=_timeout(settings)
-    )
+    downloads = httpx.AsyncClient(limits=_limits(settings, 3), timeout=_timeout(settings))
     gemini_http = httpx.AsyncClient(limits=_limits(settings, 2), timeout=_timeout(settings))
     return ProviderClients(
         gemini=build_gemini_client(settings, gemini_http),

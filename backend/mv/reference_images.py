@@ -25,9 +25,7 @@ FIELD = "reference_image_base64"
 
 
 def _invalid(message: str) -> ValidationFailed:
-    return ValidationFailed(
-        f"{FIELD}: {message}", details=[{"field": FIELD, "message": message, "type": "value_error"}]
-    )
+    return ValidationFailed.about(FIELD, message)
 
 
 def _sniff_mime_type(data: bytes) -> str | None:

@@ -7,7 +7,7 @@ from typing import Any
 import anyio
 
 from backend.mv.errors import NotFound
-from backend.mv.storage import parse_artifact_id, read_json
+from backend.mv.storage import find_sidecar
 
 REFERENCE_FOLDER = "character_reference"
 CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg"}
@@ -27,13 +27,8 @@ def reference_folder(output_root: Path) -> Path:
 
 async def find_reference(raw_id: str, output_root: Path) -> StoredReference:
     """The stored image for an id; a malformed id never touches the filesystem (404)."""
-    image_id = parse_artifact_id(raw_id)
-    if image_id is None:
-        raise NotFound(f"No character reference with id {raw_id[:64]!r}")
     folder = reference_folder(output_root)
-    sidecar = await read_json(folder / f"{image_id}.json")
-    if not isinstance(sidecar, dict):
-        raise NotFound(f"No character reference with id {image_id}")
+    image_id, sidecar = await find_sidecar(folder, raw_id, "character reference")
     path = folder / Path(str(sidecar.get("file_name", ""))).name
     if not await anyio.Path(path).is_file():
         raise NotFound(f"The image for character reference {image_id} is gone")

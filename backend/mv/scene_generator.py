@@ -23,7 +23,7 @@ from backend.mv.errors import (
     GenerationFailed,
     ValidationFailed,
 )
-from backend.mv.fields import CheckedText
+from backend.mv.fields import CheckedText, apply_defaults
 from backend.mv.mock_provider import (
     MOCK_BACKEND,
     MOCK_SCENE_MODEL,
@@ -161,25 +161,13 @@ def _resolve_parameters(
 ) -> tuple[dict[str, Any], list[str]]:
     """The values actually used, and the names that came from `parameters.yaml`."""
     defaults = runtime.configs.parameters
-    used: dict[str, Any] = {}
-    defaults_applied = []
-    for name in OPTIONAL_FIELDS:
-        value = getattr(request, name)
-        if value is None:
-            value = getattr(defaults, name)
-            defaults_applied.append(name)
-        used[name] = value
+    used, defaults_applied = apply_defaults(
+        request, {name: getattr(defaults, name) for name in OPTIONAL_FIELDS}
+    )
     maximum = defaults.max_number_of_scenes
     if used["number_of_scenes"] > maximum:
-        raise ValidationFailed(
-            f"number_of_scenes must be at most {maximum}",
-            details=[
-                {
-                    "field": "number_of_scenes",
-                    "message": f"must be at most {maximum}",
-                    "type": "less_than_equal",
-                }
-            ],
+        raise ValidationFailed.about(
+            "number_of_scenes", f"must be at most {maximum}", "less_than_equal"
         )
     return used, defaults_applied
 

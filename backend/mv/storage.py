@@ -17,6 +17,8 @@ from typing import Any
 
 import anyio
 
+from backend.mv.errors import NotFound
+
 TMP_SUFFIX = ".tmp"
 HASH_CHUNK_BYTES = 1024 * 1024
 
@@ -152,6 +154,21 @@ def remove_leftover_temporaries(root: Path) -> list[Path]:
         with suppress(FileNotFoundError):
             path.unlink()
     return leftovers
+
+
+async def find_sidecar(folder: Path, raw_id: str, kind: str) -> tuple[str, dict[str, Any]]:
+    """The canonical id and sidecar of a stored artifact, or `NotFound`.
+
+    The id is parsed before any path is built, so a malformed or hostile id never touches
+    the filesystem.
+    """
+    artifact_id = parse_artifact_id(raw_id)
+    if artifact_id is None:
+        raise NotFound(f"No {kind} with id {raw_id[:64]!r}")
+    sidecar = await read_json(folder / f"{artifact_id}.json")
+    if not isinstance(sidecar, dict):
+        raise NotFound(f"No {kind} with id {artifact_id}")
+    return artifact_id, sidecar
 
 
 async def read_json(path: Path) -> Any | None:

@@ -23,6 +23,7 @@ from PIL import Image
 from backend.mv.configuration import CONFIG_DIR, ConfigError, load_configs
 from backend.testing import fake_upstream as fake
 from backend.testing.apps import TEST_REPLICATE_TOKEN, live_settings, make_settings, serve_app
+from backend.testing.contract import ERROR_KEYS
 from backend.testing.fake_upstream import FakeUpstream, RecordedRequest
 
 IMAGES = "/api/mv/generate_character_reference"
@@ -32,15 +33,6 @@ REQUEST = {"character_description": DESCRIPTION}
 TEMPLATE_START = "A full-body character reference image of "
 TEMPLATE_END = "front-facing view."
 FILE_NAME = re.compile(r"character_ref_(\d{8}_\d{6})_([0-9a-f]{8})\.(png|jpg)")
-ERROR_KEYS = {
-    "error",
-    "error_code",
-    "message",
-    "backend_used",
-    "timestamp",
-    "request_id",
-    "details",
-}
 POLL_SECONDS = 0.02
 PROMPTS = "image_prompts.yaml"
 PARAMS = "image_params.yaml"

@@ -21,6 +21,7 @@ from PIL import Image
 from backend.config import Settings
 from backend.mv.configuration import CONFIG_DIR, ConfigError, load_configs
 from backend.testing.apps import live_settings, serve_app
+from backend.testing.contract import ERROR_KEYS
 from backend.testing.fake_upstream import FakeUpstream
 
 VIDEO = "/api/mv/generate_video"
@@ -28,15 +29,6 @@ CHARACTER_REFERENCE = "/api/mv/generate_character_reference"
 PROMPT = "A silver robot walks through a neon city at sunset, slow tracking shot"
 BACKENDS = ["replicate", "gemini"]
 FAST = {"mv_generation_timeout_seconds": 5.0, "mv_poll_interval_seconds": 0.05}
-ERROR_FIELDS = {
-    "error",
-    "error_code",
-    "message",
-    "backend_used",
-    "timestamp",
-    "request_id",
-    "details",
-}
 
 
 def settings_for(fake_upstream: FakeUpstream, tmp_path: Path, **overrides: Any) -> Settings:
@@ -91,7 +83,7 @@ def sent_reference_images(fake_upstream: FakeUpstream) -> list[str]:
 def assert_error(response: httpx.Response, status: int, error_code: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == ERROR_FIELDS
+    assert set(body) == ERROR_KEYS
     assert body["error_code"] == error_code
     assert body["request_id"] == response.headers["x-request-id"]
     return body

@@ -16,14 +16,14 @@ import anyio
 from pydantic import BaseModel, Field
 
 from backend.mv import debug
-from backend.mv.errors import NotFound, ValidationFailed
-from backend.mv.fields import CheckedText
+from backend.mv.errors import ValidationFailed, problem
+from backend.mv.fields import CheckedText, apply_defaults, choice_problems
+from backend.mv.metadata import GenerationMetadata
 from backend.mv.reference_images import decode_reference_image, load_stored_reference
 from backend.mv.runtime import ClientGone, Runtime, client_left
 from backend.mv.storage import (
+    find_sidecar,
     new_artifact_id,
-    parse_artifact_id,
-    read_json,
     utc_now_iso,
     write_json_atomic,
 )
@@ -86,16 +86,8 @@ class GenerateVideoRequest(BaseModel):
     )
 
 
-class VideoMetadata(BaseModel):
+class VideoMetadata(GenerationMetadata):
     prompt: str
-    backend_used: str
-    model_used: str
-    parameters_used: dict[str, Any]
-    defaults_applied: list[str]
-    parameters_not_applied: dict[str, str]
-    generation_timestamp: str
-    processing_time_seconds: float
-    queue_wait_seconds: float
     file_size_bytes: int
     sha256: str
 
@@ -115,10 +107,6 @@ class VideoInfo(BaseModel):
     metadata: dict[str, Any]
 
 
-def _invalid_choice(name: str, allowed: list[Any]) -> dict[str, str]:
-    return {"field": name, "message": f"must be one of {allowed}", "type": "enum"}
-
-
 def _resolve(request: GenerateVideoRequest, runtime: Runtime) -> tuple[dict[str, Any], list[str]]:
     params = runtime.configs.image_params
     defaults = {
@@ -126,30 +114,25 @@ def _resolve(request: GenerateVideoRequest, runtime: Runtime) -> tuple[dict[str,
         "duration": params.video_duration,
         "generate_audio": params.video_generate_audio,
     }
-    resolved: dict[str, Any] = {"person_generation": params.video_person_generation}
-    defaults_applied = ["person_generation"]
-    for name, default in defaults.items():
-        value = getattr(request, name)
-        if value is None:
-            value = default
-            defaults_applied.append(name)
-        resolved[name] = value
-    problems = []
-    if resolved["aspect_ratio"] not in params.video_allowed.aspect_ratio:
-        problems.append(_invalid_choice("aspect_ratio", params.video_allowed.aspect_ratio))
-    if resolved["duration"] not in params.video_allowed.duration:
-        problems.append(_invalid_choice("duration", params.video_allowed.duration))
+    resolved, defaults_applied = apply_defaults(request, defaults)
+    resolved["person_generation"] = params.video_person_generation
+    defaults_applied.insert(0, "person_generation")
+    problems = choice_problems(
+        resolved,
+        {
+            "aspect_ratio": params.video_allowed.aspect_ratio,
+            "duration": params.video_allowed.duration,
+        },
+    )
     if request.reference_image_base64 is not None and request.reference_image_id is not None:
         problems.append(
-            {
-                "field": "reference_image_id",
-                "message": "send reference_image_base64 or reference_image_id, not both",
-                "type": "value_error",
-            }
+            problem(
+                "reference_image_id",
+                "send reference_image_base64 or reference_image_id, not both",
+            )
         )
     if problems:
-        summary = "; ".join(f"{item['field']}: {item['message']}" for item in problems)
-        raise ValidationFailed(summary, details=problems)
+        raise ValidationFailed.from_problems(problems)
     return resolved, defaults_applied
 
 
@@ -177,10 +160,7 @@ def _full_prompt(request: GenerateVideoRequest, aspect_ratio: str, runtime: Runt
         rules = _render_rules(template, aspect_ratio)
     except ValueError as exc:
         message = "may only use the placeholder {aspect_ratio}; write other braces as {{ }}"
-        raise ValidationFailed(
-            f"video_rules_template: {message}",
-            details=[{"field": "video_rules_template", "message": message, "type": "value_error"}],
-        ) from exc
+        raise ValidationFailed.about("video_rules_template", message) from exc
     return f"{request.prompt}\n\n{rules}"
 
 
@@ -280,13 +260,8 @@ class StoredVideo(BaseModel):
 
 async def find_video(raw_id: str, output_root: Path) -> StoredVideo:
     """The clip and sidecar for an id; a malformed id never touches the filesystem (404)."""
-    video_id = parse_artifact_id(raw_id)
-    if video_id is None:
-        raise NotFound(f"No video with id {raw_id[:64]!r}")
     folder = videos_folder(output_root)
-    sidecar = await read_json(folder / f"{video_id}.json")
-    if not isinstance(sidecar, dict):
-        raise NotFound(f"No video with id {video_id}")
+    video_id, sidecar = await find_sidecar(folder, raw_id, "video")
     return StoredVideo(video_id=video_id, path=folder / f"{video_id}.mp4", sidecar=sidecar)
 
 

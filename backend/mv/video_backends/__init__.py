@@ -21,14 +21,5 @@ DEFAULT_BACKEND = "replicate"
 
 def get_video_backend(name: str = DEFAULT_BACKEND, *, mock_mode: bool = False) -> VideoBackend:
     if name not in BACKENDS:
-        raise ValidationFailed(
-            f"Unknown backend {name!r}; choose one of {sorted(BACKENDS)}",
-            details=[
-                {
-                    "field": "backend",
-                    "message": f"must be one of {sorted(BACKENDS)}",
-                    "type": "enum",
-                }
-            ],
-        )
+        raise ValidationFailed.about("backend", f"must be one of {sorted(BACKENDS)}", "enum")
     return BACKENDS[MOCK_BACKEND] if mock_mode else BACKENDS[name]
