@@ -1,6 +1,7 @@
 """`python -m backend`: serve the API with uvicorn, as in production.
 
-Binds to 127.0.0.1 unless told otherwise, gives in-flight generations
+One process by design (idempotency records, concurrency caps and startup cleanup are per
+process). Binds to 127.0.0.1 unless told otherwise, gives in-flight generations
 `MV_SHUTDOWN_GRACE_SECONDS` to finish on SIGTERM, and warns when it listens beyond this
 machine with authentication off.
 """
@@ -8,6 +9,7 @@ machine with authentication off.
 import argparse
 import ipaddress
 import logging
+import math
 
 import uvicorn
 
@@ -32,7 +34,6 @@ def main() -> None:
         "--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)"
     )
     parser.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     arguments = parser.parse_args()
 
     settings = Settings()
@@ -47,8 +48,7 @@ def main() -> None:
         "backend.main:app",
         host=arguments.host,
         port=arguments.port,
-        workers=arguments.workers,
-        timeout_graceful_shutdown=int(settings.mv_shutdown_grace_seconds),
+        timeout_graceful_shutdown=math.ceil(settings.mv_shutdown_grace_seconds),
         timeout_keep_alive=75,
     )
 

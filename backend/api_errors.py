@@ -47,9 +47,13 @@ def _field_name(location: tuple[Any, ...]) -> str:
 
 
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """FastAPI's errors as `{field, message, type}`; malformed JSON names the body itself
+    (FastAPI's location for it is a character offset)."""
     return [
         {
-            "field": _field_name(tuple(error.get("loc", ()))),
+            "field": "body"
+            if error.get("type") == "json_invalid"
+            else _field_name(tuple(error.get("loc", ()))),
             "message": error.get("msg", ""),
             "type": error.get("type", ""),
         }

@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None, *, config_dir: Path = CONFIG_DI
         try:
             yield
         finally:
+            await app.state.runtime.idempotency.cancel_running()
             await finish_cancellations()
             await clients.aclose()
 
@@ -99,7 +100,7 @@ def create_app(settings: Settings | None = None, *, config_dir: Path = CONFIG_DI
         allow_origins=settings.cors_origins,
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=["X-Request-ID", "Content-Range", "Accept-Ranges", "ETag"],
+        expose_headers=["X-Request-ID", "Retry-After", "Content-Range", "Accept-Ranges", "ETag"],
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.mv_max_request_bytes)
     app.add_middleware(RequestContextMiddleware)

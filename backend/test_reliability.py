@@ -269,3 +269,50 @@ async def test_a_refused_output_download_is_a_backend_error(
     assert response.json()["error_code"] == "BACKEND_ERROR"
     assert not list((tmp_path / "videos").iterdir())
 
+
+
+@pytest.mark.parametrize(
+    "fault", [fake.replicate_server_error(503), fake.DropConnection(after_bytes=4096)]
+)
+async def test_a_failed_download_of_a_paid_clip_is_retried(
+    live_client: httpx.AsyncClient, fake_upstream: FakeUpstream, fault: fake.Fault
+) -> None:
+    fake_upstream.inject("replicate.download", fault)
+    response = await live_client.post(VIDEO, json=CLIP_REQUEST)
+    assert response.status_code == 200, response.text
+    assert len(fake_upstream.requests_for("replicate.create")) == 1
+    assert len(fake_upstream.requests_for("replicate.download")) == 2
+
+
+async def test_a_rejected_key_while_polling_ends_the_request_at_once(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    fake_upstream.latency_seconds = 5
+    fake_upstream.inject("gemini.operation", fake.google_api_key_invalid())
+    settings = live_settings(tmp_path, fake_upstream.base_url, mv_generation_timeout_seconds=30)
+    async with serve_app(settings) as (_, client):
+        started = time.monotonic()
+        response = await client.post(VIDEO, json={**CLIP_REQUEST, "backend": "gemini"})
+    assert response.status_code == 503
+    assert time.monotonic() - started < 3
+
+
+async def test_shutdown_cancels_the_upstream_job_of_an_abandoned_keyed_request(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    fake_upstream.latency_seconds = 60
+    settings = live_settings(
+        tmp_path,
+        fake_upstream.base_url,
+        mv_poll_interval_seconds=0.05,
+        mv_generation_timeout_seconds=4,  # Prefer: wait=3, so polling starts after 3 s
+    )
+    started = time.monotonic()
+    async with serve_app(settings) as (_, client):
+        abandoned = asyncio.create_task(
+            client.post(VIDEO, json=CLIP_REQUEST, headers={"Idempotency-Key": "abandoned"})
+        )
+        await wait_for(lambda: bool(fake_upstream.requests_for("replicate.get")), within=10)
+        abandoned.cancel()
+    assert time.monotonic() - started < 4, "the deadline, not the shutdown, would cancel"
+    assert len(fake_upstream.requests_for("replicate.cancel")) == 1

@@ -1,14 +1,20 @@
 """Streams a provider's output file to disk: chunk by chunk, through a temporary file."""
 
+import asyncio
+import logging
 from pathlib import Path
 
 import httpx
 
 from backend.mv.errors import BackendError
 from backend.mv.storage import StreamedFile, streaming_atomic_writer
+from backend.mv.upstream import backoff_seconds
+
+logger = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1024 * 1024
 MAX_REDIRECTS = 5
+TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
 
 
 async def _open_following_redirects(
@@ -37,20 +43,44 @@ async def download_to_file(
     *,
     backend: str,
     headers: dict[str, str] | None = None,
+    max_attempts: int = 1,
 ) -> StreamedFile:
     """Download `url` to `destination` (published only when complete); returns size and hash.
 
+    The file is already paid for, so a network failure, a 429 or a 5xx is retried (a GET
+    creates nothing) with backoff, up to `max_attempts`; the caller's deadline bounds it all.
     Memory does not grow with the file: each chunk is written as it arrives.
     """
+    attempt = 1
+    while True:
+        try:
+            return await _download_once(client, url, destination, backend, headers)
+        except BackendError as error:
+            if not error.retryable or attempt >= max_attempts:
+                raise
+            logger.info("download of %s output failed (%s); retrying", backend, error.message)
+            await asyncio.sleep(backoff_seconds(attempt, error.retry_hint_seconds))
+            attempt += 1
+
+
+async def _download_once(
+    client: httpx.AsyncClient,
+    url: str,
+    destination: Path,
+    backend: str,
+    headers: dict[str, str] | None,
+) -> StreamedFile:
     try:
         response = await _open_following_redirects(client, url, headers, backend)
         try:
             if response.status_code != httpx.codes.OK:
-                raise BackendError(
+                error = BackendError(
                     f"The provider's output file could not be downloaded "
                     f"(HTTP {response.status_code})",
                     backend=backend,
                 )
+                error.retryable = response.status_code in TRANSIENT_STATUSES
+                raise error
             async with streaming_atomic_writer(destination) as (handle, written):
                 async for chunk in response.aiter_bytes(CHUNK_BYTES):
                     written.update(chunk)
@@ -58,7 +88,9 @@ async def download_to_file(
         finally:
             await response.aclose()
     except httpx.TransportError as exc:
-        raise BackendError(
+        error = BackendError(
             f"Downloading the result failed ({type(exc).__name__})", backend=backend
-        ) from exc
+        )
+        error.retryable = True
+        raise error from exc
     return written

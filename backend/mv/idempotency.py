@@ -82,6 +82,14 @@ class IdempotencyStore:
         task.add_done_callback(lambda _: self._in_flight.pop(path, None))
         return await asyncio.shield(task)
 
+    async def cancel_running(self) -> None:
+        """At shutdown, after the grace period: stop generations whose callers are gone, so
+        their upstream jobs are cancelled instead of left running (and billed)."""
+        tasks = [task for _, task in self._in_flight.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def _produce_and_store(
         self, path: Path, fingerprint: str, produce: Callable[[], Awaitable[JsonBody]]
     ) -> JsonBody:

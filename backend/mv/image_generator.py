@@ -149,7 +149,11 @@ async def _generate_with_replicate(
         )
         debug.log_replicate_response(prediction.dict())
         await download_to_file(
-            runtime.clients.downloads, output_url, destination, backend=REPLICATE_BACKEND
+            runtime.clients.downloads,
+            output_url,
+            destination,
+            backend=REPLICATE_BACKEND,
+            max_attempts=settings.mv_upstream_max_attempts,
         )
 
 

@@ -17,14 +17,17 @@ from replicate.exceptions import ReplicateError
 from replicate.prediction import Prediction
 
 from backend.mv.errors import (
-    BackendError,
     BackendNotConfigured,
     ContentPolicyViolation,
     GenerationFailed,
     MVError,
-    RateLimited,
 )
-from backend.mv.upstream import Deadline, call_with_retries, translate_replicate_error
+from backend.mv.upstream import (
+    Deadline,
+    call_with_retries,
+    read_status_tolerantly,
+    translate_replicate_error,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -69,20 +72,6 @@ async def finish_cancellations() -> None:
     the lifespan awaits this before closing the clients, so no paid job is left running."""
     if _cancellations:
         await asyncio.gather(*_cancellations)
-
-
-async def _poll_once(client: replicate.Client, prediction: Prediction, backend: str) -> Prediction:
-    """One status read; a transient failure keeps the last known state so polling goes on."""
-    try:
-        return await client.predictions.async_get(prediction.id)
-    except (ReplicateError, httpx.TransportError) as exc:
-        error = translate_replicate_error(exc, backend)
-        # Transient means the provider's 429 or 5xx, or a transport failure: a rejected key
-        # (our 503) or an unknown prediction (our 502) will not heal by polling again.
-        if isinstance(error, BackendError | RateLimited):
-            logger.info("poll of %s failed transiently (%s); will retry", prediction.id, error)
-            return prediction
-        raise error from exc
 
 
 def _failure(prediction: Prediction, backend: str) -> MVError:
@@ -131,7 +120,13 @@ async def run_prediction(
     try:
         while prediction.status not in TERMINAL_STATUSES:
             await asyncio.sleep(poll_interval_seconds)
-            prediction = await _poll_once(client, prediction, backend)
+            prediction = await read_status_tolerantly(
+                lambda current: client.predictions.async_get(current.id),
+                prediction,
+                translate=translate_replicate_error,
+                backend=backend,
+                job=f"prediction {prediction.id}",
+            )
     except BaseException:
         _cancel_in_background(client, prediction.id)
         raise

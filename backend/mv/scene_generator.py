@@ -12,6 +12,7 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
+import anyio
 from google.genai import types as genai_types
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
@@ -312,7 +313,7 @@ async def generate_scenes(request: CreateScenesRequest, runtime: Runtime) -> Cre
 
     scene_set_id = new_artifact_id()
     folder = _SceneSetFolder(runtime.output_root, scene_set_id, request.output_dir)
-    folder.reserve()
+    await anyio.to_thread.run_sync(folder.reserve)
     try:
         mock = runtime.settings.mv_mock_mode
         backend = MOCK_BACKEND if mock else GEMINI_BACKEND
@@ -359,4 +360,4 @@ async def generate_scenes(request: CreateScenesRequest, runtime: Runtime) -> Cre
         await write_json_atomic(json_path, response.model_dump(mode="json", by_alias=True))
         return response
     finally:
-        folder.release()
+        await anyio.to_thread.run_sync(folder.release)

@@ -666,14 +666,14 @@ async def test_slow_prediction_is_a_504_and_is_cancelled_upstream(
     assert files_under(tmp_path / "character_reference") == []
 
 
-async def test_an_interrupted_download_is_a_502_and_leaves_no_file(
+async def test_a_download_interrupted_every_time_is_a_502_and_leaves_no_file(
     client: httpx.AsyncClient, fake_upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    fake_upstream.inject("replicate.download", fake.DropConnection(after_bytes=20))
+    fake_upstream.inject("replicate.download", fake.DropConnection(after_bytes=20), times=2)
     response = await client.post(IMAGES, json=REQUEST)
     assert response.status_code == 502
     assert response.json()["error_code"] == "BACKEND_ERROR"
-    assert len(fake_upstream.requests_for("replicate.download")) == 1
+    assert len(fake_upstream.requests_for("replicate.download")) == 2
     assert files_under(tmp_path / "character_reference") == []
 
 

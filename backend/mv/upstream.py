@@ -150,6 +150,29 @@ def backoff_seconds(attempt: int, retry_after: float | None) -> float:
     return max(delay, retry_after or 0.0)
 
 
+async def read_status_tolerantly(
+    read: Callable[[T], Awaitable[T]],
+    last_known: T,
+    *,
+    translate: Callable[[Exception, str], MVError],
+    backend: str,
+    job: str,
+) -> T:
+    """`read(last_known)`: one status read of a running job.
+
+    A transient failure (the provider's 429 or 5xx, or the network) returns the last known
+    state, so polling goes on and the paid job is not given up; anything else (a rejected
+    key, an unknown job) will not heal and is raised."""
+    try:
+        return await read(last_known)
+    except (httpx.TransportError, genai_errors.APIError, ReplicateError) as exc:
+        error = translate(exc, backend)
+        if isinstance(error, BackendError | RateLimited):
+            logger.info("status read of %s failed transiently (%s); will retry", job, error)
+            return last_known
+        raise error from exc
+
+
 async def call_with_retries(
     create: Callable[[], Awaitable[T]],
     *,

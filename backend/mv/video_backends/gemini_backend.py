@@ -13,9 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import httpx
 from google import genai
-from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
 from backend.mv import debug
@@ -26,7 +24,12 @@ from backend.mv.errors import (
     GenerationFailed,
 )
 from backend.mv.runtime import Runtime
-from backend.mv.upstream import Deadline, call_with_retries, translate_google_error
+from backend.mv.upstream import (
+    Deadline,
+    call_with_retries,
+    read_status_tolerantly,
+    translate_google_error,
+)
 from backend.mv.video_backends.base import ParameterPlan, VideoJob, VideoOutcome
 
 logger = logging.getLogger(__name__)
@@ -86,20 +89,6 @@ def _finished_video_uri(operation: genai_types.GenerateVideosOperation) -> str:
     return uri
 
 
-async def _poll_once(
-    client: genai.Client, operation: genai_types.GenerateVideosOperation
-) -> genai_types.GenerateVideosOperation:
-    """One status read; a transient failure keeps the last state so polling goes on."""
-    try:
-        return await client.aio.operations.get(operation)
-    except (genai_errors.APIError, httpx.TransportError) as exc:
-        error = translate_google_error(exc, GEMINI_BACKEND)
-        if error.status_code == 429 or error.status_code >= 500:
-            logger.info("poll of %s failed transiently (%s); will retry", operation.name, error)
-            return operation
-        raise error from exc
-
-
 class GeminiVideoBackend:
     name = GEMINI_BACKEND
     semaphore_kind = "video-gemini"
@@ -139,7 +128,13 @@ class GeminiVideoBackend:
         logger.info("operation %s started", operation.name)
         while not operation.done:
             await asyncio.sleep(settings.mv_poll_interval_seconds)
-            operation = await _poll_once(client, operation)
+            operation = await read_status_tolerantly(
+                client.aio.operations.get,
+                operation,
+                translate=translate_google_error,
+                backend=GEMINI_BACKEND,
+                job=f"operation {operation.name}",
+            )
         debug.log_video_generation_result(_loggable(operation))
         uri = _finished_video_uri(operation)
         written = await download_to_file(
@@ -148,6 +143,7 @@ class GeminiVideoBackend:
             destination,
             backend=GEMINI_BACKEND,
             headers={"x-goog-api-key": settings.gemini_api_key},
+            max_attempts=settings.mv_upstream_max_attempts,
         )
         return VideoOutcome(written=written, provider_job_id=operation.name)
 

@@ -65,6 +65,10 @@ class ReplicateVideoBackend:
         )
         debug.log_video_generation_result({"prediction": prediction.dict()})
         written = await download_to_file(
-            runtime.clients.downloads, output_url, destination, backend=REPLICATE_BACKEND
+            runtime.clients.downloads,
+            output_url,
+            destination,
+            backend=REPLICATE_BACKEND,
+            max_attempts=settings.mv_upstream_max_attempts,
         )
         return VideoOutcome(written=written, provider_job_id=prediction.id)

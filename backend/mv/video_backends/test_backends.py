@@ -447,10 +447,14 @@ async def test_replicate_prediction_is_cancelled_when_the_timeout_fires(
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-async def test_interrupted_download_is_a_502_and_leaves_no_file(
+async def test_a_download_interrupted_every_time_is_a_502_and_leaves_no_file(
     client: httpx.AsyncClient, fake_upstream: FakeUpstream, tmp_path: Path, backend: str
 ) -> None:
-    fake_upstream.inject(DOWNLOAD_ROUTE[backend], fake.DropConnection(after_bytes=100_000))
+    fake_upstream.inject(
+        DOWNLOAD_ROUTE[backend],
+        fake.DropConnection(after_bytes=100_000),
+        times=FAST["mv_upstream_max_attempts"],
+    )
     response = await client.post(VIDEO, json={"prompt": PROMPT, "backend": backend})
     assert response.status_code == 502, response.text
     assert response.json()["error_code"] == "BACKEND_ERROR"

@@ -1,0 +1,139 @@
+# Helpers shared by the scripts in this folder. Sourced, not run.
+#
+# Needs only bash, curl and python3. Environment:
+#   API_KEY         sent as `X-API-Key` when the server has MV_API_KEYS set
+#   CURL_MAX_TIME   seconds one generation request may take (default 900). Keep it above the
+#                   server's MV_GENERATION_TIMEOUT_SECONDS (600 by default) plus queue time.
+
+CURL_MAX_TIME="${CURL_MAX_TIME:-900}"
+
+# Headers every request carries (authentication only when API_KEY is set).
+AUTH_ARGS=()
+if [[ -n "${API_KEY:-}" ]]; then
+  AUTH_ARGS=(-H "X-API-Key: ${API_KEY}")
+fi
+
+# Print to stderr.
+log() { printf '%s\n' "$*" >&2; }
+
+# new_key: a fresh random Idempotency-Key (a UUID).
+new_key() { python3 -c 'import uuid; print(uuid.uuid4())'; }
+
+# json_get FILE PATH: one value from a JSON file; PATH is dotted, list indexes are numbers
+# (e.g. `scenes.0.description`). Strings print raw, everything else as JSON.
+json_get() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+value = json.load(open(sys.argv[1]))
+for part in sys.argv[2].split("."):
+    value = value[int(part)] if isinstance(value, list) else value[part]
+print(value if isinstance(value, str) else json.dumps(value))
+PY
+}
+
+# header_value FILE NAME: a response header's value from a `curl -D` dump (case-insensitive).
+header_value() {
+  python3 - "$1" "$2" <<'PY'
+import sys
+name = sys.argv[2].lower() + ":"
+for line in open(sys.argv[1], encoding="latin-1"):
+    if line.lower().startswith(name):
+        print(line.split(":", 1)[1].strip())
+        break
+PY
+}
+
+# describe_error BODY_FILE HEADERS_FILE STATUS: one readable line for an error answer.
+describe_error() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import json, sys
+body_file, headers_file, status = sys.argv[1:4]
+retry_after = None
+for line in open(headers_file, encoding="latin-1"):
+    if line.lower().startswith("retry-after:"):
+        retry_after = line.split(":", 1)[1].strip()
+raw = open(body_file, "rb").read()
+try:
+    body = json.loads(raw)
+    line = f"HTTP {status} {body.get('error_code')}: {body.get('message')}"
+    if body.get("backend_used"):
+        line += f" [backend {body['backend_used']}]"
+    if retry_after:
+        line += f" (Retry-After: {retry_after} s)"
+    line += f" (request_id {body.get('request_id')})"
+    for item in body.get("details") or []:
+        if isinstance(item, dict):
+            line += f"\n    {item.get('field')}: {item.get('message')}"
+    hints = {
+        "RATE_LIMIT_EXCEEDED": "worth retrying after Retry-After, with the same Idempotency-Key",
+        "BACKEND_ERROR": "worth retrying after a backoff, with the same Idempotency-Key",
+        "GENERATION_TIMEOUT": "a retry starts a new (billed) generation",
+        "GENERATION_FAILED": "retry only after changing the request, or once at most",
+        "CONTENT_POLICY_VIOLATION": "change the text; do not retry as is",
+        "BACKEND_NOT_CONFIGURED": "a server configuration problem (provider key); do not retry",
+    }
+    if body.get("error_code") in hints:
+        line += f"\n    hint: {hints[body['error_code']]}"
+except ValueError:
+    line = f"HTTP {status}: {raw[:300]!r}"
+print(line)
+PY
+}
+
+# api METHOD URL BODY_OUT HEADERS_OUT [curl args...]
+# Runs one request; writes the body and the response headers to the given files and sets
+# HTTP_STATUS. Returns 0 for 2xx; otherwise prints a readable error and returns 1
+# (HTTP_STATUS is 000 when the server could not be reached).
+api() {
+  local method="$1" url="$2" body_out="$3" headers_out="$4"
+  shift 4
+  local curl_exit=0
+  # (`${a[@]+"${a[@]}"}` expands an empty array safely under `set -u` in bash 3.2, macOS's.)
+  HTTP_STATUS=$(curl -sS -X "$method" ${AUTH_ARGS[@]+"${AUTH_ARGS[@]}"} --max-time "$CURL_MAX_TIME" \
+    -o "$body_out" -D "$headers_out" -w '%{http_code}' "$@" "$url") || curl_exit=$?
+  if [[ $curl_exit -ne 0 ]]; then
+    HTTP_STATUS=000
+    log "error: $method $url failed: curl exit $curl_exit (server not reachable, or timed out)"
+    return 1
+  fi
+  if [[ "$HTTP_STATUS" != 2?? ]]; then
+    log "error: $method $url -> $(describe_error "$body_out" "$headers_out" "$HTTP_STATUS")"
+    return 1
+  fi
+  return 0
+}
+
+# post_json URL JSON_BODY BODY_OUT HEADERS_OUT [extra curl args...]
+post_json() {
+  local url="$1" json="$2" body_out="$3" headers_out="$4"
+  shift 4
+  api POST "$url" "$body_out" "$headers_out" -H 'Content-Type: application/json' \
+    --data-binary "$json" "$@"
+}
+
+# to_json KEY=VALUE... KEY:=JSON...: a JSON object, as HTTPie spells it: `key=value` is a
+# string, `key:=value` is raw JSON (numbers, true/false, null). Empty values are left out.
+to_json() {
+  python3 - "$@" <<'PY'
+import json, sys
+body = {}
+for argument in sys.argv[1:]:
+    raw = ":=" in argument.split("=", 1)[0] + "="
+    key, value = argument.split(":=", 1) if raw else argument.split("=", 1)
+    if value == "":
+        continue
+    body[key] = json.loads(value) if raw else value
+print(json.dumps(body))
+PY
+}
+
+# now: the current time in seconds (float); elapsed START: seconds since START, one decimal.
+# (python3 rather than `date +%s.%N`, which macOS lacks.)
+now() { python3 -c 'import time; print(time.time())'; }
+elapsed() { python3 -c 'import sys, time; print(f"{time.time() - float(sys.argv[1]):.1f}")' "$1"; }
+
+# sha256_of FILE
+sha256_of() { python3 -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$1"; }
+
+# file_size FILE
+file_size() { python3 -c 'import os,sys; print(os.path.getsize(sys.argv[1]))' "$1"; }
