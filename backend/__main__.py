@@ -48,6 +48,7 @@ def main() -> None:
         "backend.main:app",
         host=arguments.host,
         port=arguments.port,
+        loop="asyncio",
         timeout_graceful_shutdown=math.ceil(settings.mv_shutdown_grace_seconds),
         timeout_keep_alive=75,
     )

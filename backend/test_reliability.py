@@ -270,7 +270,6 @@ async def test_a_refused_output_download_is_a_backend_error(
     assert not list((tmp_path / "videos").iterdir())
 
 
-
 @pytest.mark.parametrize(
     "fault", [fake.replicate_server_error(503), fake.DropConnection(after_bytes=4096)]
 )

@@ -1,18 +1,18 @@
 """Streams a provider's output file to disk: chunk by chunk, through a temporary file."""
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 
 import httpx
 
 from backend.mv.errors import BackendError
-from backend.mv.storage import StreamedFile, streaming_atomic_writer
+from backend.mv.storage import FileDigest, streaming_atomic_writer
 from backend.mv.upstream import backoff_seconds
 
 logger = logging.getLogger(__name__)
 
-CHUNK_BYTES = 1024 * 1024
 MAX_REDIRECTS = 5
 TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
 
@@ -44,17 +44,20 @@ async def download_to_file(
     backend: str,
     headers: dict[str, str] | None = None,
     max_attempts: int = 1,
-) -> StreamedFile:
+    slots: asyncio.Semaphore | None = None,
+) -> FileDigest:
     """Download `url` to `destination` (published only when complete); returns size and hash.
 
     The file is already paid for, so a network failure, a 429 or a 5xx is retried (a GET
     creates nothing) with backoff, up to `max_attempts`; the caller's deadline bounds it all.
-    Memory does not grow with the file: each chunk is written as it arrives.
+    Memory does not grow with the file: each chunk is written as it arrives. With `slots`,
+    each attempt streams only while holding one.
     """
     attempt = 1
     while True:
         try:
-            return await _download_once(client, url, destination, backend, headers)
+            async with slots or contextlib.nullcontext():
+                return await _download_once(client, url, destination, backend, headers)
         except BackendError as error:
             if not error.retryable or attempt >= max_attempts:
                 raise
@@ -69,7 +72,7 @@ async def _download_once(
     destination: Path,
     backend: str,
     headers: dict[str, str] | None,
-) -> StreamedFile:
+) -> FileDigest:
     try:
         response = await _open_following_redirects(client, url, headers, backend)
         try:
@@ -81,10 +84,9 @@ async def _download_once(
                 )
                 error.retryable = response.status_code in TRANSIENT_STATUSES
                 raise error
-            async with streaming_atomic_writer(destination) as (handle, written):
-                async for chunk in response.aiter_bytes(CHUNK_BYTES):
-                    written.update(chunk)
-                    await handle.write(chunk)
+            async with streaming_atomic_writer(destination) as writer:
+                async for piece in response.aiter_bytes():
+                    await writer.write(piece)
         finally:
             await response.aclose()
     except httpx.TransportError as exc:
@@ -93,4 +95,4 @@ async def _download_once(
         )
         error.retryable = True
         raise error from exc
-    return written
+    return writer.digest

@@ -154,6 +154,7 @@ async def _generate_with_replicate(
             destination,
             backend=REPLICATE_BACKEND,
             max_attempts=settings.mv_upstream_max_attempts,
+            slots=runtime.clients.download_slots,
         )
 
 

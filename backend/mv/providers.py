@@ -4,9 +4,15 @@ Each client gets an HTTP pool sized for the configured concurrency (the SDK defa
 queue requests past 100 connections and then fail with a pool timeout), and the base URLs
 come from Settings so tests and benchmarks point the real SDKs at a fake upstream. The
 Google client closes its pool when garbage-collected, so one lives as long as the app.
+
+Two things are bounded on purpose, because the benchmark showed they cost the event loop
+far more than they gain (see .devdocs/performance.md): httpcore scans every pooled
+connection on each request and response, so few idle connections are kept; and output
+downloads, each holding megabytes of buffers while it streams, take turns in a few slots.
 """
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 import httpx
 import replicate
@@ -18,6 +24,12 @@ from backend.mv.upstream import remember_retry_after
 
 POOL_HEADROOM = 16
 CONNECT_TIMEOUT_SECONDS = 10.0
+IDLE_CONNECTIONS_KEPT = 32
+DOWNLOAD_SLOTS = 16
+"""Output files streaming at once per process; more wait their (short) turn."""
+GEMINI_CALL_SLOTS = 32
+"""Short Gemini video calls (create, status reads) at once; keeps 200 polls from landing in
+one burst on the loop."""
 
 
 @dataclass
@@ -28,6 +40,12 @@ class ProviderClients:
     replicate: replicate.Client | None
     downloads: httpx.AsyncClient
     gemini_http: httpx.AsyncClient | None = None
+    download_slots: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(DOWNLOAD_SLOTS)
+    )
+    gemini_call_slots: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(GEMINI_CALL_SLOTS)
+    )
 
     async def aclose(self) -> None:
         """Close every pool; the Google SDK leaves a caller-supplied httpx client open."""
@@ -39,8 +57,13 @@ class ProviderClients:
 
 
 def _limits(settings: Settings, kinds_sharing_the_pool: int) -> httpx.Limits:
+    """Enough connections for every job in flight (a Replicate create may hold one for 60 s);
+    few idle ones kept."""
     connections = settings.mv_max_concurrent_generations * kinds_sharing_the_pool + POOL_HEADROOM
-    return httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.Limits(
+        max_connections=connections,
+        max_keepalive_connections=min(connections, IDLE_CONNECTIONS_KEPT),
+    )
 
 
 def _timeout(settings: Settings) -> httpx.Timeout:
@@ -74,7 +97,12 @@ def build_replicate_client(settings: Settings) -> replicate.Client | None:
 
 
 def build_provider_clients(settings: Settings) -> ProviderClients:
-    downloads = httpx.AsyncClient(limits=_limits(settings, 3), timeout=_timeout(settings))
+    downloads = httpx.AsyncClient(
+        limits=httpx.Limits(
+            max_connections=DOWNLOAD_SLOTS, max_keepalive_connections=DOWNLOAD_SLOTS
+        ),
+        timeout=_timeout(settings),
+    )
     gemini_http = httpx.AsyncClient(limits=_limits(settings, 2), timeout=_timeout(settings))
     return ProviderClients(
         gemini=build_gemini_client(settings, gemini_http),

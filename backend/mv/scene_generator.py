@@ -157,6 +157,10 @@ class CreateScenesResponse(BaseModel):
     metadata: CreateScenesMetadata
 
 
+SCENE_RESPONSE_SCHEMA = SceneResponse.model_json_schema()
+"""Built once: the SDK would rebuild it from the model on every call."""
+
+
 def _resolve_parameters(
     request: CreateScenesRequest, runtime: Runtime
 ) -> tuple[dict[str, Any], list[str]]:
@@ -253,7 +257,7 @@ async def _scenes_from_gemini(
     if client is None:
         raise BackendNotConfigured("GEMINI_API_KEY is not set", backend=GEMINI_BACKEND)
     config = genai_types.GenerateContentConfig(
-        response_mime_type="application/json", response_schema=SceneResponse
+        response_mime_type="application/json", response_json_schema=SCENE_RESPONSE_SCHEMA
     )
     model = runtime.configs.parameters.model
     failure: GenerationFailed | None = None

@@ -13,14 +13,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import anyio
 
 from backend.mv.errors import NotFound
 
 TMP_SUFFIX = ".tmp"
-HASH_CHUNK_BYTES = 1024 * 1024
+CHUNK_BYTES = 1024 * 1024
 
 
 def utc_now_iso() -> str:
@@ -85,14 +85,14 @@ async def write_json_atomic(path: Path, document: Any, *, exclusive: bool = Fals
     await write_atomic(path, payload + b"\n", exclusive=exclusive)
 
 
-class StreamedFile:
-    """What a streamed write produced: its size and sha256, computed while writing."""
+class FileDigest:
+    """A file's size and sha256, accumulated piece by piece."""
 
     def __init__(self) -> None:
         self.size_bytes = 0
         self._hash = hashlib.sha256()
 
-    def update(self, chunk: bytes) -> None:
+    def update(self, chunk: bytes | bytearray) -> None:
         self.size_bytes += len(chunk)
         self._hash.update(chunk)
 
@@ -100,15 +100,53 @@ class StreamedFile:
     def sha256(self) -> str:
         return self._hash.hexdigest()
 
-    async def update_from_file(self, path: Path) -> None:
-        """Account for a file written by someone else (e.g. ffmpeg), reading it in a thread."""
+    @classmethod
+    async def of_file(cls, path: Path) -> "FileDigest":
+        """The digest of a file written by someone else (e.g. ffmpeg), read in a thread."""
+        digest = cls()
 
         def read_in_chunks() -> None:
             with path.open("rb") as handle:
-                while chunk := handle.read(HASH_CHUNK_BYTES):
-                    self.update(chunk)
+                while chunk := handle.read(CHUNK_BYTES):
+                    digest.update(chunk)
 
         await anyio.to_thread.run_sync(read_in_chunks)
+        return digest
+
+
+class ChunkedWriter:
+    """Writes a stream of pieces to a file with flat memory and little event-loop work.
+
+    Pieces are gathered up to `CHUNK_BYTES`, then written and hashed in one worker-thread
+    hop: `write` and sha256 both release the GIL, so a download's disk and hashing work runs
+    beside the event loop instead of on it.
+    """
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self._pending = bytearray()
+        self.digest = FileDigest()
+
+    def _write_and_hash(self, chunk: bytearray) -> None:
+        self._handle.write(chunk)
+        self.digest.update(chunk)
+
+    async def _flush(self) -> None:
+        chunk, self._pending = self._pending, bytearray()
+        await anyio.to_thread.run_sync(self._write_and_hash, chunk)
+
+    async def write(self, piece: bytes) -> None:
+        self._pending += piece
+        if len(self._pending) >= CHUNK_BYTES:
+            await self._flush()
+
+    async def finish(self) -> None:
+        """Write what is left and make it durable."""
+        if self._pending:
+            await self._flush()
+        await anyio.to_thread.run_sync(
+            lambda: (self._handle.flush(), os.fsync(self._handle.fileno()))
+        )
 
 
 @asynccontextmanager
@@ -128,17 +166,16 @@ async def staged_path(final_path: Path) -> AsyncIterator[Path]:
 
 
 @asynccontextmanager
-async def streaming_atomic_writer(final_path: Path) -> AsyncIterator[tuple[Any, StreamedFile]]:
-    """Open a staged file for chunked async writes; see `staged_path` for the guarantees.
-
-    Memory stays flat whatever the size: callers write chunk by chunk and feed each chunk to
-    the `StreamedFile` for its size and hash.
-    """
-    written = StreamedFile()
-    async with staged_path(final_path) as temp, await anyio.open_file(temp, "xb") as handle:
-        yield handle, written
-        await handle.flush()
-        await anyio.to_thread.run_sync(os.fsync, handle.wrapped.fileno())
+async def streaming_atomic_writer(final_path: Path) -> AsyncIterator[ChunkedWriter]:
+    """A `ChunkedWriter` on a staged file; see `staged_path` for the guarantees."""
+    async with staged_path(final_path) as temp:
+        handle = await anyio.to_thread.run_sync(temp.open, "xb")
+        try:
+            writer = ChunkedWriter(handle)
+            yield writer
+            await writer.finish()
+        finally:
+            await anyio.to_thread.run_sync(handle.close)
 
 
 def sha256_of_bytes(data: bytes) -> str:

@@ -89,7 +89,9 @@ async def test_scenes_come_back_and_defaults_are_reported(
     request = fake_upstream.requests_for("gemini.generate_content")[0]
     assert request.path.endswith("/models/gemini-2.5-pro:generateContent")
     assert request.headers["x-goog-api-key"] == TEST_GEMINI_KEY
-    assert request.json["generationConfig"]["responseMimeType"] == "application/json"
+    generation_config = request.json["generationConfig"]
+    assert generation_config["responseMimeType"] == "application/json"
+    assert "scenes" in generation_config["responseJsonSchema"]["properties"]
 
 
 async def test_request_fields_reach_the_prompt_verbatim(

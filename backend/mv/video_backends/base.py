@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from backend.mv.runtime import Runtime
-from backend.mv.storage import StreamedFile
+from backend.mv.storage import FileDigest
 from backend.mv.upstream import Deadline
 
 
@@ -56,7 +56,7 @@ class VideoJob:
 class VideoOutcome:
     """What a backend did: the file it wrote and the upstream job that made it."""
 
-    written: StreamedFile
+    written: FileDigest
     provider_job_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -114,27 +114,29 @@ class GeminiVideoBackend:
         settings = runtime.settings
         model = self.model_name(runtime)
         config = _config(job)
-        operation = await call_with_retries(
-            lambda: client.aio.models.generate_videos(
-                model=model,
-                source=genai_types.GenerateVideosSource(prompt=job.full_prompt),
-                config=config,
-            ),
-            translate=translate_google_error,
-            backend=GEMINI_BACKEND,
-            max_attempts=settings.mv_upstream_max_attempts,
-            deadline=deadline,
-        )
+        async with runtime.clients.gemini_call_slots:
+            operation = await call_with_retries(
+                lambda: client.aio.models.generate_videos(
+                    model=model,
+                    source=genai_types.GenerateVideosSource(prompt=job.full_prompt),
+                    config=config,
+                ),
+                translate=translate_google_error,
+                backend=GEMINI_BACKEND,
+                max_attempts=settings.mv_upstream_max_attempts,
+                deadline=deadline,
+            )
         logger.info("operation %s started", operation.name)
         while not operation.done:
             await asyncio.sleep(settings.mv_poll_interval_seconds)
-            operation = await read_status_tolerantly(
-                client.aio.operations.get,
-                operation,
-                translate=translate_google_error,
-                backend=GEMINI_BACKEND,
-                job=f"operation {operation.name}",
-            )
+            async with runtime.clients.gemini_call_slots:
+                operation = await read_status_tolerantly(
+                    client.aio.operations.get,
+                    operation,
+                    translate=translate_google_error,
+                    backend=GEMINI_BACKEND,
+                    job=f"operation {operation.name}",
+                )
         debug.log_video_generation_result(_loggable(operation))
         uri = _finished_video_uri(operation)
         written = await download_to_file(
@@ -144,6 +146,7 @@ class GeminiVideoBackend:
             backend=GEMINI_BACKEND,
             headers={"x-goog-api-key": settings.gemini_api_key},
             max_attempts=settings.mv_upstream_max_attempts,
+            slots=runtime.clients.download_slots,
         )
         return VideoOutcome(written=written, provider_job_id=operation.name)
 

@@ -5,7 +5,7 @@ from pathlib import Path
 from backend.mv.mock_media import write_mock_video
 from backend.mv.mock_provider import MOCK_BACKEND, MOCK_VIDEO_MODEL, simulate_generation
 from backend.mv.runtime import Runtime
-from backend.mv.storage import StreamedFile, staged_path
+from backend.mv.storage import FileDigest, staged_path
 from backend.mv.upstream import Deadline
 from backend.mv.video_backends.base import ParameterPlan, VideoJob, VideoOutcome
 
@@ -31,7 +31,6 @@ class MockVideoBackend:
         await simulate_generation(
             [job.prompt, job.negative_prompt or ""], runtime.settings.mv_mock_delay_seconds
         )
-        written = StreamedFile()
         async with staged_path(destination) as temp:
             await write_mock_video(
                 temp,
@@ -40,5 +39,5 @@ class MockVideoBackend:
                 with_audio=job.generate_audio,
                 label=job.prompt,
             )
-            await written.update_from_file(temp)
+            written = await FileDigest.of_file(temp)
         return VideoOutcome(written=written)

@@ -70,5 +70,6 @@ class ReplicateVideoBackend:
             destination,
             backend=REPLICATE_BACKEND,
             max_attempts=settings.mv_upstream_max_attempts,
+            slots=runtime.clients.download_slots,
         )
         return VideoOutcome(written=written, provider_job_id=prediction.id)
