@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 
 from backend.mv.errors import BackendError
+from backend.mv.runtime import Runtime
 from backend.mv.storage import FileDigest, streaming_atomic_writer
 from backend.mv.upstream import backoff_seconds
 
@@ -64,6 +65,26 @@ async def download_to_file(
             logger.info("download of %s output failed (%s); retrying", backend, error.message)
             await asyncio.sleep(backoff_seconds(attempt, error.retry_hint_seconds))
             attempt += 1
+
+
+async def download_output(
+    runtime: Runtime,
+    url: str,
+    destination: Path,
+    *,
+    backend: str,
+    headers: dict[str, str] | None = None,
+) -> FileDigest:
+    """`download_to_file` with the service's client, download slots and attempt budget."""
+    return await download_to_file(
+        runtime.clients.downloads,
+        url,
+        destination,
+        backend=backend,
+        headers=headers,
+        max_attempts=runtime.settings.mv_upstream_max_attempts,
+        slots=runtime.clients.download_slots,
+    )
 
 
 async def _download_once(

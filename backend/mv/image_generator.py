@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
 from backend.mv import debug
-from backend.mv.downloads import download_to_file
+from backend.mv.downloads import download_output
 from backend.mv.errors import GenerationFailed, ValidationFailed
 from backend.mv.fields import CheckedText, apply_defaults, choice_problems
 from backend.mv.metadata import GenerationMetadata
@@ -148,14 +148,7 @@ async def _generate_with_replicate(
             backend=REPLICATE_BACKEND,
         )
         debug.log_replicate_response(prediction.dict())
-        await download_to_file(
-            runtime.clients.downloads,
-            output_url,
-            destination,
-            backend=REPLICATE_BACKEND,
-            max_attempts=settings.mv_upstream_max_attempts,
-            slots=runtime.clients.download_slots,
-        )
+        await download_output(runtime, output_url, destination, backend=REPLICATE_BACKEND)
 
 
 async def generate_character_reference_image(

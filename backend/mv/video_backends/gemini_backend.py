@@ -17,7 +17,7 @@ from google import genai
 from google.genai import types as genai_types
 
 from backend.mv import debug
-from backend.mv.downloads import download_to_file
+from backend.mv.downloads import download_output
 from backend.mv.errors import (
     BackendNotConfigured,
     ContentPolicyViolation,
@@ -139,14 +139,12 @@ class GeminiVideoBackend:
                 )
         debug.log_video_generation_result(_loggable(operation))
         uri = _finished_video_uri(operation)
-        written = await download_to_file(
-            runtime.clients.downloads,
+        written = await download_output(
+            runtime,
             uri,
             destination,
             backend=GEMINI_BACKEND,
             headers={"x-goog-api-key": settings.gemini_api_key},
-            max_attempts=settings.mv_upstream_max_attempts,
-            slots=runtime.clients.download_slots,
         )
         return VideoOutcome(written=written, provider_job_id=operation.name)
 

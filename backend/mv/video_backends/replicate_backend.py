@@ -8,7 +8,7 @@ import base64
 from pathlib import Path
 
 from backend.mv import debug
-from backend.mv.downloads import download_to_file
+from backend.mv.downloads import download_output
 from backend.mv.replicate_runner import require_client, run_prediction
 from backend.mv.runtime import Runtime
 from backend.mv.upstream import Deadline
@@ -64,12 +64,5 @@ class ReplicateVideoBackend:
             backend=REPLICATE_BACKEND,
         )
         debug.log_video_generation_result({"prediction": prediction.dict()})
-        written = await download_to_file(
-            runtime.clients.downloads,
-            output_url,
-            destination,
-            backend=REPLICATE_BACKEND,
-            max_attempts=settings.mv_upstream_max_attempts,
-            slots=runtime.clients.download_slots,
-        )
+        written = await download_output(runtime, output_url, destination, backend=REPLICATE_BACKEND)
         return VideoOutcome(written=written, provider_job_id=prediction.id)
