@@ -15,7 +15,6 @@ import os
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from backend.testing.server_process import free_port
 
 logger = logging.getLogger("backend.bench")
 
@@ -55,13 +56,6 @@ class Stack:
     """The fake's latency L for every generation (generateContent, Veo, Replicate)."""
     clip_bytes: int
     """Size of every clip the fake serves."""
-
-
-def free_loopback_port() -> int:
-    """A port that was free a moment ago (the server binds it itself: uvicorn takes no fd)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _log_tail(path: Path) -> str:
@@ -172,7 +166,7 @@ def _server(
     Its stdout and stderr (uvicorn's access log, the service's log) go to a file, never to a
     pipe nobody reads: a full pipe would stall the server mid-benchmark.
     """
-    port = free_loopback_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = work_dir / "server.log"
     command = [sys.executable, "-m", "backend", "--host", "127.0.0.1", "--port", str(port)]

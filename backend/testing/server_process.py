@@ -18,6 +18,7 @@ STARTUP_TIMEOUT_SECONDS = 30.0
 
 
 def free_port() -> int:
+    """A loopback port that was free a moment ago (the server binds it itself)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
