@@ -7,20 +7,19 @@ same second never collide.
 """
 
 import base64
-import io
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
-from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
 from backend.mv import debug
 from backend.mv.downloads import download_output
 from backend.mv.errors import GenerationFailed, ValidationFailed
 from backend.mv.fields import CheckedText, apply_defaults, choice_problems
+from backend.mv.images import decoded_format
 from backend.mv.metadata import GenerationMetadata
 from backend.mv.mock_media import write_mock_image
 from backend.mv.mock_provider import MOCK_BACKEND, MOCK_IMAGE_MODEL, simulate_generation
@@ -111,20 +110,20 @@ def _split_by_model_inputs(
     return used, not_applied
 
 
-def _check_image(data: bytes, expected_format: str) -> None:
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            actual = image.format
-            image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+def _check_image(data: bytes, expected_format: str) -> str:
+    """The image's sha256, once it is known to be a readable image of the asked format.
+    CPU-bound: runs in a worker thread."""
+    actual = decoded_format(data)
+    if actual is None:
         raise GenerationFailed(
             "The provider's output is not a readable image", backend=REPLICATE_BACKEND
-        ) from exc
+        )
     if actual != {"png": "PNG", "jpg": "JPEG"}[expected_format]:
         raise GenerationFailed(
             f"The provider returned {actual} instead of {expected_format}",
             backend=REPLICATE_BACKEND,
         )
+    return sha256_of_bytes(data)
 
 
 def image_file_name(image_id: str, output_format: str, now: datetime) -> str:
@@ -200,7 +199,7 @@ async def generate_character_reference_image(
 
     image_bytes = await anyio.Path(image_path).read_bytes()
     try:
-        await anyio.to_thread.run_sync(_check_image, image_bytes, output_format)
+        image_sha256 = await anyio.to_thread.run_sync(_check_image, image_bytes, output_format)
     except GenerationFailed:
         await anyio.Path(image_path).unlink(missing_ok=True)
         raise
@@ -222,7 +221,7 @@ async def generate_character_reference_image(
             "file_name": image_path.name,
             "content_type": CONTENT_TYPES[output_format],
             "size_bytes": len(image_bytes),
-            "sha256": sha256_of_bytes(image_bytes),
+            "sha256": image_sha256,
             "created_at": metadata.generation_timestamp,
             "prompt": prompt,
             "client_disconnected": await client_left(client_gone),

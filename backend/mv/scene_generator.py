@@ -180,30 +180,38 @@ def _resolve_parameters(
 class _SceneSetFolder:
     """The folder one scene set is written to, reserved before any money is spent.
 
-    A named `output_dir` that already holds a scene set (or is being written by another
-    request) is a 409. The reservation file ends in `.tmp`, so a crash leaves nothing
-    that startup cleanup does not remove.
+    A named `output_dir` that already holds a scene set, is being written by another
+    request, or runs through an existing file is a 409. The reservation is taken before the
+    check, so two requests cannot both pass it; it ends in `.tmp`, so a crash leaves
+    nothing that startup cleanup does not remove. Blocking filesystem calls: run in a thread.
     """
 
     def __init__(self, root: Path, scene_set_id: str, output_dir: str | None) -> None:
-        base = root / SCENES_FOLDER
-        self.path = base / (output_dir or scene_set_id)
+        self.label = output_dir or scene_set_id
+        self.path = root / SCENES_FOLDER / self.label
         self.named = output_dir is not None
         self._reservation = self.path / RESERVATION_NAME
 
     def reserve(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        if (self.path / "scenes.json").exists():
-            raise Conflict(f"output_dir {self.path.name!r} already holds a scene set")
         try:
+            self.path.mkdir(parents=True, exist_ok=True)
             self._reservation.touch(exist_ok=False)
         except FileExistsError as exc:
             raise Conflict(
-                f"output_dir {self.path.name!r} is being written by another request"
+                f"output_dir {self.label!r} is being written by another request "
+                "or is not a folder"
             ) from exc
+        except NotADirectoryError as exc:
+            raise Conflict(f"output_dir {self.label!r} runs through a file") from exc
+        if (self.path / "scenes.json").exists():
+            self.release()
+            raise Conflict(f"output_dir {self.label!r} already holds a scene set")
 
     def release(self) -> None:
+        """Drop the reservation; an unnamed folder left empty by a failure goes too."""
         self._reservation.unlink(missing_ok=True)
+        if not self.named and not any(self.path.iterdir()):
+            self.path.rmdir()
 
 
 def _format_prompt(request: CreateScenesRequest, used: dict[str, Any], runtime: Runtime) -> str:
@@ -361,7 +369,9 @@ async def generate_scenes(request: CreateScenesRequest, runtime: Runtime) -> Cre
             ),
         )
         await write_atomic(markdown_path, _markdown(request, scenes, scene_set_id).encode())
-        await write_json_atomic(json_path, response.model_dump(mode="json", by_alias=True))
+        await write_json_atomic(
+            json_path, response.model_dump(mode="json", by_alias=True), exclusive=True
+        )
         return response
     finally:
         await anyio.to_thread.run_sync(folder.release)

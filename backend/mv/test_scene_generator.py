@@ -184,7 +184,7 @@ async def test_two_bad_answers_are_a_generation_failure(
     response = await client.post(SCENES, json=REQUEST)
     assert response.status_code == 502
     assert response.json()["error_code"] == "GENERATION_FAILED"
-    assert not list((tmp_path / "create_scenes").rglob("scenes.json"))
+    assert list((tmp_path / "create_scenes").iterdir()) == []
 
 
 # ---- the error table, driven from the provider
@@ -300,3 +300,14 @@ async def test_debug_lines_are_off_by_default(
 def test_optional_text_may_be_null() -> None:
     request = CreateScenesRequest(**REQUEST, camera_angle=None, video_type=None)
     assert request.camera_angle is None
+
+
+@pytest.mark.parametrize("output_dir", ["take/scenes.json", "take/scenes.json/deeper"])
+async def test_output_dir_through_an_existing_file_is_a_conflict(
+    client: httpx.AsyncClient, output_dir: str
+) -> None:
+    first = await client.post(SCENES, json={**REQUEST, "output_dir": "take"})
+    assert first.status_code == 200, first.text
+    response = await client.post(SCENES, json={**REQUEST, "output_dir": output_dir})
+    assert response.status_code == 409, response.text
+    assert response.json()["error_code"] == "CONFLICT"

@@ -21,7 +21,7 @@ from PIL import Image
 from backend.config import Settings
 from backend.mv.configuration import CONFIG_DIR, ConfigError, load_configs
 from backend.testing.apps import live_settings, serve_app
-from backend.testing.contract import ERROR_KEYS
+from backend.testing.contract import assert_error_shape
 from backend.testing.fake_upstream import FakeUpstream
 
 VIDEO = "/api/mv/generate_video"
@@ -78,15 +78,6 @@ def sent_reference_images(fake_upstream: FakeUpstream) -> list[str]:
     create = fake_upstream.requests_for("replicate.create")[-1]
     assert "veo" in create.path
     return create.json["input"]["reference_images"]
-
-
-def assert_error(response: httpx.Response, status: int, error_code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == ERROR_KEYS
-    assert body["error_code"] == error_code
-    assert body["request_id"] == response.headers["x-request-id"]
-    return body
 
 
 # ---- request validation, before any upstream call
@@ -168,7 +159,7 @@ async def test_invalid_request_is_a_400_before_any_upstream_call(
     client: httpx.AsyncClient, fake_upstream: FakeUpstream, changes: dict[str, Any], field: str
 ) -> None:
     response = await client.post(VIDEO, json={"prompt": PROMPT, **changes})
-    body = assert_error(response, 400, "VALIDATION_ERROR")
+    body = assert_error_shape(response, 400, "VALIDATION_ERROR")
     assert field in {detail["field"] for detail in body["details"]}
     assert fake_upstream.requests == []
 
@@ -177,7 +168,7 @@ async def test_missing_prompt_is_a_400(
     client: httpx.AsyncClient, fake_upstream: FakeUpstream
 ) -> None:
     response = await client.post(VIDEO, json={"duration": 4})
-    body = assert_error(response, 400, "VALIDATION_ERROR")
+    body = assert_error_shape(response, 400, "VALIDATION_ERROR")
     assert body["details"][0]["field"] == "prompt"
     assert fake_upstream.requests == []
 
@@ -197,7 +188,7 @@ async def test_reference_image_over_the_limit_is_a_413_before_its_format_is_chec
         response = await client.post(
             VIDEO, json={"prompt": PROMPT, "reference_image_base64": b64(payload)}
         )
-    assert_error(response, 413, "PAYLOAD_TOO_LARGE")
+    assert_error_shape(response, 413, "PAYLOAD_TOO_LARGE")
     assert fake_upstream.requests == []
 
 
@@ -227,7 +218,7 @@ async def test_unknown_reference_image_id_is_a_404_before_any_upstream_call(
     response = await client.post(
         VIDEO, json={"prompt": PROMPT, "reference_image_id": reference_image_id}
     )
-    assert_error(response, 404, "NOT_FOUND")
+    assert_error_shape(response, 404, "NOT_FOUND")
     assert fake_upstream.requests == []
 
 
@@ -454,7 +445,7 @@ async def test_unsatisfiable_range_is_a_416_in_the_error_shape(
     client: httpx.AsyncClient, clip: dict[str, Any], range_header: str
 ) -> None:
     response = await client.get(clip["video_url"], headers={"Range": range_header})
-    assert_error(response, 416, "RANGE_NOT_SATISFIABLE")
+    assert_error_shape(response, 416, "RANGE_NOT_SATISFIABLE")
     assert response.headers["content-range"] == "bytes */300001"
 
 
@@ -493,7 +484,7 @@ async def test_info_says_a_deleted_clip_no_longer_exists(
     assert info["exists"] is False
     assert info["video_id"] == clip["video_id"]
     assert info["metadata"]["sha256"] == clip["metadata"]["sha256"]
-    assert_error(await client.get(clip["video_url"]), 404, "NOT_FOUND")
+    assert_error_shape(await client.get(clip["video_url"]), 404, "NOT_FOUND")
 
 
 @pytest.mark.parametrize(
@@ -519,7 +510,7 @@ async def test_unknown_malformed_and_hostile_ids_are_404s(
 ) -> None:
     url = path.format(unknown=uuid.uuid4(), video_id=clip["video_id"])
     response = await client.get(url)
-    assert_error(response, 404, "NOT_FOUND")
+    assert_error_shape(response, 404, "NOT_FOUND")
     assert "root:" not in response.text
 
 
@@ -594,3 +585,16 @@ async def test_ten_concurrent_requests_finish_in_about_the_time_of_one(
     assert len(paths) == 10
     upstream = {fake_upstream.clip_content(item.file_id) for item in fake_upstream.generated_files}
     assert {path.read_bytes() for path in paths} == upstream
+
+
+async def test_a_small_file_claiming_a_huge_canvas_is_refused_undecoded(
+    client: httpx.AsyncClient, fake_upstream: FakeUpstream
+) -> None:
+    buffer = io.BytesIO()
+    Image.new("1", (12000, 14000)).save(buffer, format="PNG")
+    assert len(buffer.getvalue()) < 1024 * 1024
+    response = await client.post(
+        VIDEO, json={"prompt": PROMPT, "reference_image_base64": b64(buffer.getvalue())}
+    )
+    assert_error_shape(response, 400, "VALIDATION_ERROR")
+    assert fake_upstream.requests == []
