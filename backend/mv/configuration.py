@@ -106,6 +106,7 @@ class ImageParams(_Config):
     video_duration: int
     video_generate_audio: bool
     video_person_generation: str
+    video_person_generation_with_reference: str
     video_allowed: VideoAllowedValues
     video_rules_template: str
     image_model_inputs: list[str]

@@ -20,7 +20,7 @@ from backend.mv.downloads import download_output
 from backend.mv.errors import GenerationFailed, ValidationFailed
 from backend.mv.fields import CheckedText, apply_defaults, choice_problems
 from backend.mv.images import decoded_format
-from backend.mv.metadata import GenerationMetadata
+from backend.mv.metadata import GenerationMetadata, ParameterPlan, plan_parameters
 from backend.mv.mock_media import write_mock_image
 from backend.mv.mock_provider import MOCK_BACKEND, MOCK_IMAGE_MODEL, simulate_generation
 from backend.mv.references import CONTENT_TYPES, reference_folder
@@ -99,17 +99,6 @@ def _resolve_choices(
     return chosen, defaults_applied
 
 
-def _split_by_model_inputs(
-    chosen: dict[str, Any], model_inputs: list[str], model: str
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """What the model takes, and the rest with the reason it was not sent."""
-    used = {name: value for name, value in chosen.items() if name in model_inputs}
-    not_applied = {
-        name: f"{model} has no {name} input" for name in chosen if name not in model_inputs
-    }
-    return used, not_applied
-
-
 def _check_image(data: bytes, expected_format: str) -> str:
     """The image's sha256, once it is known to be a readable image of the asked format.
     CPU-bound: runs in a worker thread."""
@@ -169,12 +158,16 @@ async def generate_character_reference_image(
     mock = runtime.settings.mv_mock_mode
     backend = MOCK_BACKEND if mock else REPLICATE_BACKEND
     model = MOCK_IMAGE_MODEL if mock else runtime.configs.image_params.model
-    if mock:
-        used, not_applied = chosen, {}
-    else:
-        used, not_applied = _split_by_model_inputs(
-            chosen, runtime.configs.image_params.image_model_inputs, model
+    plan = (
+        ParameterPlan(used=chosen, not_applied={})
+        if mock
+        else plan_parameters(
+            chosen,
+            runtime.configs.image_params.image_model_inputs,
+            defaults_applied,
+            lambda name: f"{model} has no {name} input",
         )
+    )
     output_format = chosen["output_format"]
     image_id = new_artifact_id()
     folder = reference_folder(runtime.output_root)
@@ -195,7 +188,7 @@ async def generate_character_reference_image(
                     label=request.character_description,
                 )
         else:
-            await _generate_with_replicate(prompt, used, image_path, runtime)
+            await _generate_with_replicate(prompt, plan.used, image_path, runtime)
 
     image_bytes = await anyio.Path(image_path).read_bytes()
     try:
@@ -207,9 +200,9 @@ async def generate_character_reference_image(
         character_description=request.character_description,
         backend_used=backend,
         model_used=model,
-        parameters_used=used,
-        defaults_applied=defaults_applied,
-        parameters_not_applied=not_applied,
+        parameters_used=plan.used,
+        defaults_applied=plan.defaults_used(defaults_applied),
+        parameters_not_applied=plan.not_applied,
         generation_timestamp=utc_now_iso(),
         processing_time_seconds=round(time.monotonic() - started, 3),
         queue_wait_seconds=ticket.waited_seconds,

@@ -1,5 +1,7 @@
 """What every stored artifact reports about how it was made."""
 
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -16,3 +18,36 @@ class GenerationMetadata(BaseModel):
     generation_timestamp: str
     processing_time_seconds: float
     queue_wait_seconds: float = Field(description="Time spent waiting for a concurrency slot")
+
+
+@dataclass(frozen=True)
+class ParameterPlan:
+    """Which parameters reach the provider, and why requested ones do not."""
+
+    used: dict[str, Any]
+    not_applied: dict[str, str]
+
+    def defaults_used(self, defaults_applied: list[str]) -> list[str]:
+        """`defaults_applied` as reported: only the config values that were actually used."""
+        return [name for name in defaults_applied if name in self.used]
+
+
+def plan_parameters(
+    resolved: dict[str, Any],
+    accepted: Collection[str],
+    from_defaults: Collection[str],
+    reason: Callable[[str], str],
+) -> ParameterPlan:
+    """Split the resolved parameters by what the provider takes.
+
+    A parameter the client asked for that the provider cannot take is listed with its reason
+    (never silently dropped); a config default it cannot take is simply not sent.
+    """
+    return ParameterPlan(
+        used={name: value for name, value in resolved.items() if name in accepted},
+        not_applied={
+            name: reason(name)
+            for name in resolved
+            if name not in accepted and name not in from_defaults
+        },
+    )

@@ -198,8 +198,7 @@ class _SceneSetFolder:
             self._reservation.touch(exist_ok=False)
         except FileExistsError as exc:
             raise Conflict(
-                f"output_dir {self.label!r} is being written by another request "
-                "or is not a folder"
+                f"output_dir {self.label!r} is being written by another request or is not a folder"
             ) from exc
         except NotADirectoryError as exc:
             raise Conflict(f"output_dir {self.label!r} runs through a file") from exc

@@ -421,9 +421,9 @@ async def test_unset_choices_take_the_config_defaults(
     assert set(body["metadata"]["defaults_applied"]) == {
         "aspect_ratio",
         "safety_filter_level",
-        "person_generation",
         "output_format",
     }
+    assert body["metadata"]["parameters_not_applied"] == {}
     model_input = sent_input(fake_upstream)
     assert model_input["aspect_ratio"] == "1:1"
     assert model_input["safety_filter_level"] == "block_medium_and_above"

@@ -295,12 +295,7 @@ async def test_request_without_options_gets_the_configured_defaults(
         "duration": 8,
         "generate_audio": True,
     }
-    assert set(metadata["defaults_applied"]) == {
-        "aspect_ratio",
-        "duration",
-        "generate_audio",
-        "person_generation",
-    }
+    assert set(metadata["defaults_applied"]) == {"aspect_ratio", "duration", "generate_audio"}
     [create] = fake_upstream.requests_for("replicate.create")
     assert create.path == "/v1/models/google/veo-3.1/predictions"
 

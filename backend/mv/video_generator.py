@@ -115,7 +115,12 @@ def _resolve(request: GenerateVideoRequest, runtime: Runtime) -> tuple[dict[str,
         "generate_audio": params.video_generate_audio,
     }
     resolved, defaults_applied = apply_defaults(request, defaults)
-    resolved["person_generation"] = params.video_person_generation
+    with_reference = request.reference_image_base64 or request.reference_image_id
+    resolved["person_generation"] = (
+        params.video_person_generation_with_reference
+        if with_reference
+        else params.video_person_generation
+    )
     defaults_applied.insert(0, "person_generation")
     problems = choice_problems(
         resolved,
@@ -199,6 +204,7 @@ async def generate_video(
         negative_prompt=request.negative_prompt,
         seed=request.seed,
         reference_image=await _reference_image(request, runtime),
+        from_defaults=frozenset(defaults_applied),
         **resolved,
     )
     debug.log_video_prompt(job.full_prompt)
@@ -223,7 +229,7 @@ async def generate_video(
         backend_used=backend.name,
         model_used=model,
         parameters_used=plan.used,
-        defaults_applied=defaults_applied,
+        defaults_applied=plan.defaults_used(defaults_applied),
         parameters_not_applied=plan.not_applied,
         generation_timestamp=utc_now_iso(),
         processing_time_seconds=round(time.monotonic() - started, 3),

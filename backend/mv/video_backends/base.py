@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from backend.mv.metadata import ParameterPlan
 from backend.mv.runtime import Runtime
 from backend.mv.storage import FileDigest
 from backend.mv.upstream import Deadline
@@ -34,6 +35,8 @@ class VideoJob:
     negative_prompt: str | None = None
     seed: int | None = None
     reference_image: ReferenceImage | None = None
+    from_defaults: frozenset[str] = frozenset()
+    """Names whose value came from the config, not from the client."""
 
     def requested_parameters(self) -> dict[str, Any]:
         """Every parameter the client asked for or a default supplied, by its API name."""
@@ -59,14 +62,6 @@ class VideoOutcome:
     written: FileDigest
     provider_job_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ParameterPlan:
-    """Which requested parameters reach the provider, and why the others do not."""
-
-    used: dict[str, Any]
-    not_applied: dict[str, str]
 
 
 class VideoBackend(Protocol):

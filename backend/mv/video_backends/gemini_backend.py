@@ -23,6 +23,7 @@ from backend.mv.errors import (
     ContentPolicyViolation,
     GenerationFailed,
 )
+from backend.mv.metadata import ParameterPlan, plan_parameters
 from backend.mv.runtime import Runtime
 from backend.mv.upstream import (
     Deadline,
@@ -30,7 +31,7 @@ from backend.mv.upstream import (
     read_status_tolerantly,
     translate_google_error,
 )
-from backend.mv.video_backends.base import ParameterPlan, VideoJob, VideoOutcome
+from backend.mv.video_backends.base import VideoJob, VideoOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -99,11 +100,11 @@ class GeminiVideoBackend:
 
     def plan(self, job: VideoJob, runtime: Runtime) -> ParameterPlan:  # noqa: ARG002
         requested = job.requested_parameters()
-        return ParameterPlan(
-            used={name: value for name, value in requested.items() if name not in NOT_SENT_BY_SDK},
-            not_applied={
-                name: NOT_SENT_BY_SDK[name] for name in requested if name in NOT_SENT_BY_SDK
-            },
+        return plan_parameters(
+            requested,
+            requested.keys() - NOT_SENT_BY_SDK.keys(),
+            job.from_defaults,
+            NOT_SENT_BY_SDK.__getitem__,
         )
 
     async def generate(

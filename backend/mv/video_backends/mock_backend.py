@@ -2,12 +2,13 @@
 
 from pathlib import Path
 
+from backend.mv.metadata import ParameterPlan
 from backend.mv.mock_media import write_mock_video
 from backend.mv.mock_provider import MOCK_BACKEND, MOCK_VIDEO_MODEL, simulate_generation
 from backend.mv.runtime import Runtime
 from backend.mv.storage import FileDigest, staged_path
 from backend.mv.upstream import Deadline
-from backend.mv.video_backends.base import ParameterPlan, VideoJob, VideoOutcome
+from backend.mv.video_backends.base import VideoJob, VideoOutcome
 
 
 class MockVideoBackend:

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from backend.mv import debug
 from backend.mv.downloads import download_output
+from backend.mv.metadata import ParameterPlan, plan_parameters
 from backend.mv.replicate_runner import require_client, run_prediction
 from backend.mv.runtime import Runtime
 from backend.mv.upstream import Deadline
-from backend.mv.video_backends.base import ParameterPlan, VideoJob, VideoOutcome
+from backend.mv.video_backends.base import VideoJob, VideoOutcome
 
 REPLICATE_BACKEND = "replicate"
 
@@ -27,15 +28,11 @@ class ReplicateVideoBackend:
 
     def plan(self, job: VideoJob, runtime: Runtime) -> ParameterPlan:
         model = self.model_name(runtime)
-        accepted = set(runtime.configs.image_params.video_model_inputs) | {"reference_image"}
-        requested = job.requested_parameters()
-        return ParameterPlan(
-            used={name: value for name, value in requested.items() if name in accepted},
-            not_applied={
-                name: f"{model} on Replicate has no {name} input"
-                for name in requested
-                if name not in accepted
-            },
+        return plan_parameters(
+            job.requested_parameters(),
+            {*runtime.configs.image_params.video_model_inputs, "reference_image"},
+            job.from_defaults,
+            lambda name: f"{model} on Replicate has no {name} input",
         )
 
     async def generate(

@@ -147,12 +147,13 @@ async def test_replicate_prompt_gets_the_requests_own_rules_template(
     assert rules_for("9:16") not in prompt
 
 
-async def test_replicate_lists_person_generation_as_not_applied(
+async def test_replicate_neither_sends_nor_reports_the_person_generation_default(
     client: httpx.AsyncClient, fake_upstream: FakeUpstream
 ) -> None:
     response = await client.post(VIDEO, json={**ALL_OPTIONS, "backend": "replicate"})
     metadata = response.json()["metadata"]
-    assert "person_generation" in metadata["parameters_not_applied"]
+    assert metadata["parameters_not_applied"] == {}
+    assert "person_generation" not in metadata["defaults_applied"]
     assert "person_generation" not in metadata["parameters_used"]
     assert "person_generation" not in replicate_input(fake_upstream)
     assert metadata["parameters_used"]["seed"] == 1234
@@ -221,6 +222,7 @@ async def test_gemini_gets_the_reference_image_as_reference_images(
     assert base64.b64decode(reference["image"]["bytesBase64Encoded"]) == image
     assert reference["image"]["mimeType"] == "image/png"
     assert reference["referenceType"] == "ASSET"
+    assert veo_body(fake_upstream)["parameters"]["personGeneration"] == "allow_adult"
 
 
 async def test_gemini_polls_the_operation_until_it_is_done(
