@@ -95,6 +95,10 @@ def create_app(settings: Settings | None = None, *, config_dir: Path = CONFIG_DI
     _add_service_routes(app)
     if settings.api_keys:
         app.add_middleware(ApiKeyMiddleware, api_keys=settings.api_keys)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.mv_max_request_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    # Outermost, so every answer (413, 401 and 500 included) carries the CORS headers a
+    # browser needs to read it.
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
@@ -102,8 +106,6 @@ def create_app(settings: Settings | None = None, *, config_dir: Path = CONFIG_DI
         allow_headers=["*"],
         expose_headers=["X-Request-ID", "Retry-After", "Content-Range", "Accept-Ranges", "ETag"],
     )
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.mv_max_request_bytes)
-    app.add_middleware(RequestContextMiddleware)
     return app
 
 

@@ -166,3 +166,17 @@ async def test_openapi_documents_the_error_shape(client: httpx.AsyncClient) -> N
     assert {"400", "422", "429", "502", "503", "504"} <= set(responses)
     error_schema = json.dumps(schema["components"]["schemas"]["ErrorResponse"])
     assert all(key in error_schema for key in ERROR_KEYS)
+
+
+async def test_refusals_before_the_app_carry_cors_headers(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path, mv_max_request_bytes=100, mv_cors_origins="https://app.example"
+    )
+    async with serve_app(settings) as (_, client):
+        response = await client.post(
+            "/api/mv/create_scenes",
+            content=b"x" * 200,
+            headers={"Origin": "https://app.example", "content-type": "application/json"},
+        )
+    assert_error_shape(response, 413, "PAYLOAD_TOO_LARGE")
+    assert response.headers["access-control-allow-origin"] == "https://app.example"

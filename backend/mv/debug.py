@@ -24,8 +24,12 @@ def _truncate(text: str, limit: int = MAX_LOGGED_CHARS) -> str:
 
 
 def _safe(value: Any, key: str = "") -> Any:
+    """A loggable copy of `value`; SDK models (pydantic v2, or v1 like replicate's) are
+    dumped here, so callers pass them as they are and pay nothing when debug is off."""
     if isinstance(value, BaseModel):
-        value = value.model_dump(mode="json")
+        value = value.model_dump(mode="json", exclude_none=True)
+    elif hasattr(value, "dict") and callable(value.dict):
+        value = value.dict()
     if isinstance(value, dict):
         return {name: _safe(item, str(name)) for name, item in value.items()}
     if isinstance(value, list | tuple):
@@ -71,7 +75,7 @@ def log_backend_selected(endpoint: str, backend: str, model: str) -> None:
     _log("backend_selected", endpoint, {"backend": backend, "model": model})
 
 
-def log_generation_result(endpoint: str, result: dict[str, Any]) -> None:
+def log_generation_result(endpoint: str, result: Any) -> None:
     _log("generation_result", endpoint, result)
 
 

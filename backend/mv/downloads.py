@@ -18,13 +18,17 @@ MAX_REDIRECTS = 5
 TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
 
 
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port
+
+
 async def _open_following_redirects(
     client: httpx.AsyncClient, url: str, headers: dict[str, str] | None, backend: str
 ) -> httpx.Response:
     """GET with redirects followed by hand, so credentials in `headers` (e.g. Google's
     `x-goog-api-key`) are sent only to the host they were given for, never to the storage
     host a file service redirects to. httpx would only drop `Authorization`."""
-    origin = httpx.URL(url).host
+    origin = _origin(httpx.URL(url))
     for _ in range(MAX_REDIRECTS + 1):
         request = client.build_request("GET", url, headers=headers)
         response = await client.send(request, stream=True, follow_redirects=False)
@@ -32,7 +36,7 @@ async def _open_following_redirects(
             return response
         await response.aclose()
         url = str(response.url.join(response.headers["location"]))
-        if httpx.URL(url).host != origin:
+        if _origin(httpx.URL(url)) != origin:
             headers = None
     raise BackendError("The provider's download redirected too many times", backend=backend)
 
@@ -110,10 +114,10 @@ async def _download_once(
                     await writer.write(piece)
         finally:
             await response.aclose()
-    except httpx.TransportError as exc:
+    except httpx.RequestError as exc:
         error = BackendError(
             f"Downloading the result failed ({type(exc).__name__})", backend=backend
         )
-        error.retryable = True
+        error.retryable = isinstance(exc, httpx.TransportError)
         raise error from exc
     return writer.digest

@@ -10,6 +10,7 @@ endpoint and stored only as hashes.
 import asyncio
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,6 +20,8 @@ import anyio
 
 from backend.mv.errors import Conflict, ValidationFailed
 from backend.mv.storage import read_json, write_json_atomic
+
+logger = logging.getLogger(__name__)
 
 IDEMPOTENCY_FOLDER = "idempotency"
 REPLAY_SECONDS = 24 * 3600
@@ -41,6 +44,13 @@ def _check_key(key: str) -> None:
 
 def _conflict() -> Conflict:
     return Conflict("This Idempotency-Key was already used with a different request body")
+
+
+def _log_unawaited_failure(task: asyncio.Task[JsonBody]) -> None:
+    """Retrieve a keyed generation's failure even when all its callers have gone (asyncio
+    would otherwise complain without a request id); the callers' answers carry the details."""
+    if not task.cancelled() and (failure := task.exception()) is not None:
+        logger.warning("keyed generation failed with %s", type(failure).__name__)
 
 
 class IdempotencyStore:
@@ -80,6 +90,7 @@ class IdempotencyStore:
         )
         self._in_flight[path] = (fingerprint, task)
         task.add_done_callback(lambda _: self._in_flight.pop(path, None))
+        task.add_done_callback(_log_unawaited_failure)
         return await asyncio.shield(task)
 
     async def cancel_running(self) -> None:

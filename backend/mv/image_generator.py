@@ -135,7 +135,7 @@ async def _generate_with_replicate(
             max_attempts=settings.mv_upstream_max_attempts,
             backend=REPLICATE_BACKEND,
         )
-        debug.log_replicate_response(prediction.dict())
+        debug.log_replicate_response(prediction)
         await download_output(runtime, output_url, destination, backend=REPLICATE_BACKEND)
 
 

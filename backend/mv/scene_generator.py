@@ -276,7 +276,7 @@ async def _scenes_from_gemini(
             max_attempts=runtime.settings.mv_upstream_max_attempts,
             deadline=deadline,
         )
-        debug.log_gemini_response(response.model_dump(mode="json", exclude_none=True))
+        debug.log_gemini_response(response)
         if refusal := _refusal(response):
             raise refusal
         try:

@@ -80,7 +80,7 @@ def _retryable(error: MVError, hint_seconds: float | None = None) -> MVError:
     return error
 
 
-def _transport_error(exc: httpx.TransportError, backend: str) -> MVError:
+def _transport_error(exc: httpx.RequestError, backend: str) -> MVError:
     error = BackendError(
         f"The provider could not be reached ({type(exc).__name__})", backend=backend
     )
@@ -122,7 +122,7 @@ def provider_status_error(
 
 
 def translate_google_error(exc: Exception, backend: str) -> MVError:
-    if isinstance(exc, httpx.TransportError):
+    if isinstance(exc, httpx.RequestError):
         return _transport_error(exc, backend)
     if isinstance(exc, genai_errors.APIError):
         message = exc.message or exc.status or "no message"
@@ -135,7 +135,7 @@ def translate_google_error(exc: Exception, backend: str) -> MVError:
 
 
 def translate_replicate_error(exc: Exception, backend: str) -> MVError:
-    if isinstance(exc, httpx.TransportError):
+    if isinstance(exc, httpx.RequestError):
         return _transport_error(exc, backend)
     if isinstance(exc, ReplicateError):
         message = exc.detail or exc.title or "no detail"
@@ -165,7 +165,7 @@ async def read_status_tolerantly(
     key, an unknown job) will not heal and is raised."""
     try:
         return await read(last_known)
-    except (httpx.TransportError, genai_errors.APIError, ReplicateError) as exc:
+    except (httpx.RequestError, genai_errors.APIError, ReplicateError) as exc:
         error = translate(exc, backend)
         if isinstance(error, BackendError | RateLimited):
             logger.info("status read of %s failed transiently (%s); will retry", job, error)
@@ -190,7 +190,7 @@ async def call_with_retries(
     while True:
         try:
             return await create()
-        except (httpx.TransportError, genai_errors.APIError, ReplicateError) as exc:
+        except (httpx.RequestError, genai_errors.APIError, ReplicateError) as exc:
             error = translate(exc, backend)
             if not error.retryable or attempt >= max_attempts:
                 raise error from exc

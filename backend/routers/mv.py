@@ -103,7 +103,9 @@ async def _answer_once(
 
     if key is None:
         return await produce_json()
-    fingerprint = request_fingerprint(request.model_dump(mode="json"))
+    fingerprint = await anyio.to_thread.run_sync(
+        request_fingerprint, request.model_dump(mode="json")
+    )
     return await runtime.idempotency.run_once(endpoint, key, fingerprint, produce_json)
 
 

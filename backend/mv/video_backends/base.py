@@ -1,6 +1,6 @@
 """What every video backend receives and must provide."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -61,7 +61,6 @@ class VideoOutcome:
 
     written: FileDigest
     provider_job_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class VideoBackend(Protocol):

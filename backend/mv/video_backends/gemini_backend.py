@@ -11,8 +11,8 @@ operation, so one still running at the deadline is left to finish upstream (and 
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
 
+import httpx
 from google import genai
 from google.genai import types as genai_types
 
@@ -90,6 +90,15 @@ def _finished_video_uri(operation: genai_types.GenerateVideosOperation) -> str:
     return uri
 
 
+def _key_header(uri: str, api_key: str, base_url: str) -> dict[str, str] | None:
+    """The API key goes only to the Gemini API itself, over HTTPS; a clip URI on any other
+    host is fetched without it."""
+    target, api = httpx.URL(uri), httpx.URL(base_url)
+    if target.scheme == "https" and (target.host, target.port) == (api.host, api.port):
+        return {"x-goog-api-key": api_key}
+    return None
+
+
 class GeminiVideoBackend:
     name = GEMINI_BACKEND
     semaphore_kind = "video-gemini"
@@ -138,17 +147,13 @@ class GeminiVideoBackend:
                     backend=GEMINI_BACKEND,
                     job=f"operation {operation.name}",
                 )
-        debug.log_video_generation_result(_loggable(operation))
+        debug.log_video_generation_result(operation)
         uri = _finished_video_uri(operation)
         written = await download_output(
             runtime,
             uri,
             destination,
             backend=GEMINI_BACKEND,
-            headers={"x-goog-api-key": settings.gemini_api_key},
+            headers=_key_header(uri, settings.gemini_api_key, settings.google_gemini_base_url),
         )
         return VideoOutcome(written=written, provider_job_id=operation.name)
-
-
-def _loggable(operation: genai_types.GenerateVideosOperation) -> dict[str, Any]:
-    return operation.model_dump(mode="json", exclude_none=True)

@@ -30,7 +30,7 @@ class MockVideoBackend:
         deadline: Deadline | None,  # noqa: ARG002 - mock generation has no deadline
     ) -> VideoOutcome:
         await simulate_generation(
-            [job.prompt, job.negative_prompt or ""], runtime.settings.mv_mock_delay_seconds
+            [job.full_prompt, job.negative_prompt or ""], runtime.settings.mv_mock_delay_seconds
         )
         async with staged_path(destination) as temp:
             await write_mock_video(

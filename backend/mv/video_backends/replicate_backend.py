@@ -60,6 +60,6 @@ class ReplicateVideoBackend:
             max_attempts=settings.mv_upstream_max_attempts,
             backend=REPLICATE_BACKEND,
         )
-        debug.log_video_generation_result({"prediction": prediction.dict()})
+        debug.log_video_generation_result(prediction)
         written = await download_output(runtime, output_url, destination, backend=REPLICATE_BACKEND)
         return VideoOutcome(written=written, provider_job_id=prediction.id)

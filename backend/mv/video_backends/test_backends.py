@@ -16,6 +16,7 @@ from backend.config import Settings
 from backend.mv.configuration import load_configs
 from backend.mv.errors import ValidationFailed
 from backend.mv.video_backends import get_video_backend
+from backend.mv.video_backends.gemini_backend import _key_header
 from backend.testing import fake_upstream as fake
 from backend.testing.apps import (
     TEST_GEMINI_KEY,
@@ -462,3 +463,17 @@ async def test_a_download_interrupted_every_time_is_a_502_and_leaves_no_file(
     assert response.json()["error_code"] == "BACKEND_ERROR"
     assert fake_upstream.requests_for(DOWNLOAD_ROUTE[backend])
     assert files_in(tmp_path / "videos") == []
+
+
+@pytest.mark.parametrize(
+    ("uri", "gets_key"),
+    [
+        ("https://api.example/v1beta/files/abc:download?alt=media", True),
+        ("https://storage.example/abc.mp4", False),
+        ("http://api.example/v1beta/files/abc:download", False),
+    ],
+)
+def test_the_gemini_key_goes_only_to_the_api_over_https(uri: str, gets_key: bool) -> None:
+    headers = _key_header(uri, "secret", "https://api.example")
+    assert (headers == {"x-goog-api-key": "secret"}) is gets_key
+    assert (headers is None) is not gets_key
