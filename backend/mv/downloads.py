@@ -3,6 +3,8 @@
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import httpx
@@ -10,7 +12,7 @@ import httpx
 from backend.mv.errors import BackendError
 from backend.mv.runtime import Runtime
 from backend.mv.storage import FileDigest, streaming_atomic_writer
-from backend.mv.upstream import backoff_seconds
+from backend.mv.upstream import Deadline, backoff_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -49,19 +51,19 @@ async def download_to_file(
     backend: str,
     headers: dict[str, str] | None = None,
     max_attempts: int = 1,
-    slots: asyncio.Semaphore | None = None,
+    hold_slot: Callable[[], AbstractAsyncContextManager[None]] = contextlib.nullcontext,
 ) -> FileDigest:
     """Download `url` to `destination` (published only when complete); returns size and hash.
 
     The file is already paid for, so a network failure, a 429 or a 5xx is retried (a GET
     creates nothing) with backoff, up to `max_attempts`; the caller's deadline bounds it all.
-    Memory does not grow with the file: each chunk is written as it arrives. With `slots`,
-    each attempt streams only while holding one.
+    Memory does not grow with the file: each chunk is written as it arrives. Each attempt
+    streams inside `hold_slot()`.
     """
     attempt = 1
     while True:
         try:
-            async with slots or contextlib.nullcontext():
+            async with hold_slot():
                 return await _download_once(client, url, destination, backend, headers)
         except BackendError as error:
             if not error.retryable or attempt >= max_attempts:
@@ -78,8 +80,10 @@ async def download_output(
     *,
     backend: str,
     headers: dict[str, str] | None = None,
+    deadline: Deadline,
 ) -> FileDigest:
-    """`download_to_file` with the service's client, download slots and attempt budget."""
+    """`download_to_file` with the service's client, download slots and attempt budget; the
+    wait for a slot does not count against `deadline`."""
     return await download_to_file(
         runtime.clients.downloads,
         url,
@@ -87,7 +91,7 @@ async def download_output(
         backend=backend,
         headers=headers,
         max_attempts=runtime.settings.mv_upstream_max_attempts,
-        slots=runtime.clients.download_slots,
+        hold_slot=lambda: deadline.holding(runtime.clients.download_slots),
     )
 
 

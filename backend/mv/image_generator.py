@@ -136,7 +136,9 @@ async def _generate_with_replicate(
             backend=REPLICATE_BACKEND,
         )
         debug.log_replicate_response(prediction)
-        await download_output(runtime, output_url, destination, backend=REPLICATE_BACKEND)
+        await download_output(
+            runtime, output_url, destination, backend=REPLICATE_BACKEND, deadline=deadline
+        )
 
 
 async def generate_character_reference_image(

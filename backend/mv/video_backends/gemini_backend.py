@@ -124,29 +124,39 @@ class GeminiVideoBackend:
         settings = runtime.settings
         model = self.model_name(runtime)
         config = _config(job)
-        async with runtime.clients.gemini_call_slots:
-            operation = await call_with_retries(
-                lambda: client.aio.models.generate_videos(
+        slots = runtime.clients.gemini_call_slots
+
+        async def start() -> genai_types.GenerateVideosOperation:
+            async with deadline.holding(slots):
+                return await client.aio.models.generate_videos(
                     model=model,
                     source=genai_types.GenerateVideosSource(prompt=job.full_prompt),
                     config=config,
-                ),
-                translate=translate_google_error,
-                backend=GEMINI_BACKEND,
-                max_attempts=settings.mv_upstream_max_attempts,
-                deadline=deadline,
-            )
+                )
+
+        async def read(
+            current: genai_types.GenerateVideosOperation,
+        ) -> genai_types.GenerateVideosOperation:
+            async with deadline.holding(slots):
+                return await client.aio.operations.get(current)
+
+        operation = await call_with_retries(
+            start,
+            translate=translate_google_error,
+            backend=GEMINI_BACKEND,
+            max_attempts=settings.mv_upstream_max_attempts,
+            deadline=deadline,
+        )
         logger.info("operation %s started", operation.name)
         while not operation.done:
             await asyncio.sleep(settings.mv_poll_interval_seconds)
-            async with runtime.clients.gemini_call_slots:
-                operation = await read_status_tolerantly(
-                    client.aio.operations.get,
-                    operation,
-                    translate=translate_google_error,
-                    backend=GEMINI_BACKEND,
-                    job=f"operation {operation.name}",
-                )
+            operation = await read_status_tolerantly(
+                read,
+                operation,
+                translate=translate_google_error,
+                backend=GEMINI_BACKEND,
+                job=f"operation {operation.name}",
+            )
         debug.log_video_generation_result(operation)
         uri = _finished_video_uri(operation)
         written = await download_output(
@@ -155,5 +165,6 @@ class GeminiVideoBackend:
             destination,
             backend=GEMINI_BACKEND,
             headers=_key_header(uri, settings.gemini_api_key, settings.google_gemini_base_url),
+            deadline=deadline,
         )
         return VideoOutcome(written=written, provider_job_id=operation.name)

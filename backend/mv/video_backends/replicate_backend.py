@@ -61,5 +61,7 @@ class ReplicateVideoBackend:
             backend=REPLICATE_BACKEND,
         )
         debug.log_video_generation_result(prediction)
-        written = await download_output(runtime, output_url, destination, backend=REPLICATE_BACKEND)
+        written = await download_output(
+            runtime, output_url, destination, backend=REPLICATE_BACKEND, deadline=deadline
+        )
         return VideoOutcome(written=written, provider_job_id=prediction.id)
