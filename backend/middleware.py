@@ -4,6 +4,7 @@ Pure ASGI (not `BaseHTTPMiddleware`) so that streamed responses and long-held re
 through without buffering or an extra task per request.
 """
 
+import hashlib
 import hmac
 import logging
 import uuid
@@ -17,7 +18,13 @@ from backend.mv.errors import MVError, PayloadTooLarge, Unauthorized
 logger = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = b"x-request-id"
+CALLER_STATE = "caller"
+"""`request.state.caller`: who is calling, as a hash of their API key ("" without auth)."""
 MAX_CLIENT_REQUEST_ID_LENGTH = 128
+
+
+def caller_id(api_key: str | None) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()[:32] if api_key else ""
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -151,8 +158,13 @@ class ApiKeyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         needs_key = scope["type"] == "http" and scope["path"].startswith("/api/")
-        if needs_key and not self._accepts(self._presented_key(scope)):
-            error = Unauthorized("A valid API key is required (Authorization: Bearer or X-API-Key)")
-            await _send_error(scope, receive, send, error)
-            return
+        if needs_key:
+            presented = self._presented_key(scope)
+            if not self._accepts(presented):
+                error = Unauthorized(
+                    "A valid API key is required (Authorization: Bearer or X-API-Key)"
+                )
+                await _send_error(scope, receive, send, error)
+                return
+            scope.setdefault("state", {})[CALLER_STATE] = caller_id(presented)
         await self.app(scope, receive, send)

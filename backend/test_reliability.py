@@ -315,3 +315,16 @@ async def test_shutdown_cancels_the_upstream_job_of_an_abandoned_keyed_request(
         abandoned.cancel()
     assert time.monotonic() - started < 4, "the deadline, not the shutdown, would cancel"
     assert len(fake_upstream.requests_for("replicate.cancel")) == 1
+
+
+async def test_two_callers_using_the_same_key_do_not_share_answers(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, mv_mock_mode=True, mv_api_keys="alice-key,bob-key")
+    async with serve_app(settings) as (_, client):
+        alice = await client.post(
+            VIDEO, json=CLIP_REQUEST, headers={"Idempotency-Key": "1", "X-API-Key": "alice-key"}
+        )
+        bob = await client.post(
+            VIDEO, json=CLIP_REQUEST, headers={"Idempotency-Key": "1", "X-API-Key": "bob-key"}
+        )
+    assert alice.status_code == bob.status_code == 200
+    assert alice.json()["video_id"] != bob.json()["video_id"]

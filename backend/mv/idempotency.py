@@ -58,8 +58,9 @@ class IdempotencyStore:
         self.root = output_root / IDEMPOTENCY_FOLDER
         self._in_flight: dict[Path, tuple[str, asyncio.Task[JsonBody]]] = {}
 
-    def _record_path(self, endpoint: str, key: str) -> Path:
-        return self.root / endpoint / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
+    def _record_path(self, endpoint: str, key: str, owner: str) -> Path:
+        digest = hashlib.sha256(f"{owner}\n{key}".encode()).hexdigest()
+        return self.root / endpoint / f"{digest}.json"
 
     async def run_once(
         self,
@@ -67,14 +68,20 @@ class IdempotencyStore:
         key: str,
         fingerprint: str,
         produce: Callable[[], Awaitable[JsonBody]],
+        *,
+        owner: str = "",
     ) -> JsonBody:
         """The stored answer for `key`, the in-flight one's, or `produce()`'s (then stored).
+
+        Keys are scoped per endpoint and per `owner` (the caller's API key, hashed, when
+        authentication is on), so two clients choosing the same key never see each other's
+        answers.
 
         `produce` runs as its own task: a client that disconnects, or a caller that is
         cancelled, does not stop the paid work, and its result is still stored.
         """
         _check_key(key)
-        path = self._record_path(endpoint, key)
+        path = self._record_path(endpoint, key, owner)
         record = await read_json(path)
         if isinstance(record, dict) and time.time() - record["stored_at"] < REPLAY_SECONDS:
             if record["request_sha256"] != fingerprint:

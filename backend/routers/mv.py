@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from backend.dependencies import RuntimeDep
+from backend.middleware import CALLER_STATE
 from backend.mv.errors import NotFound
 from backend.mv.idempotency import MAX_KEY_LENGTH, request_fingerprint
 from backend.mv.image_generator import (
@@ -90,13 +91,14 @@ IdempotencyKey = Annotated[
 
 
 async def _answer_once(
+    http_request: Request,
     runtime: Runtime,
     endpoint: str,
     key: str | None,
     request: BaseModel,
     produce: Callable[[], Awaitable[BaseModel]],
 ) -> dict[str, Any]:
-    """Run `produce` once per Idempotency-Key (or every time when there is none)."""
+    """Run `produce` once per Idempotency-Key and caller (or every time without a key)."""
 
     async def produce_json() -> dict[str, Any]:
         return (await produce()).model_dump(mode="json", by_alias=True)
@@ -106,7 +108,8 @@ async def _answer_once(
     fingerprint = await anyio.to_thread.run_sync(
         request_fingerprint, request.model_dump(mode="json")
     )
-    return await runtime.idempotency.run_once(endpoint, key, fingerprint, produce_json)
+    owner = getattr(http_request.state, CALLER_STATE, "")
+    return await runtime.idempotency.run_once(endpoint, key, fingerprint, produce_json, owner=owner)
 
 
 @router.post(
@@ -116,7 +119,10 @@ async def _answer_once(
     responses=GENERATION_ERRORS,
 )
 async def create_scenes(
-    request: CreateScenesRequest, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None
+    request: CreateScenesRequest,
+    runtime: RuntimeDep,
+    http_request: Request,
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Gemini writes `number_of_scenes` self-contained Veo prompts for the idea and character.
 
@@ -126,6 +132,7 @@ async def create_scenes(
     Typical time: 10-60 s live, `MV_MOCK_DELAY_SECONDS` in mock mode.
     """
     return await _answer_once(
+        http_request,
         runtime,
         "create_scenes",
         idempotency_key,
@@ -155,6 +162,7 @@ async def generate_character_reference(
     Typical time: 5-30 s live.
     """
     return await _answer_once(
+        http_request,
         runtime,
         "generate_character_reference",
         idempotency_key,
@@ -201,6 +209,7 @@ async def create_video(
     `metadata.parameters_not_applied`. Fetch the clip from `video_url`.
     """
     return await _answer_once(
+        http_request,
         runtime,
         "generate_video",
         idempotency_key,
