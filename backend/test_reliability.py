@@ -201,20 +201,20 @@ async def test_client_disconnect_keeps_the_paid_result(tmp_path: Path) -> None:
         sidecar = json.loads(sidecars()[0].read_text())
         assert sidecar["client_disconnected"] is True
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
-            started = time.monotonic()
             again = await client.post(VIDEO, json=CLIP_REQUEST, headers=headers)
-            assert time.monotonic() - started < 1.0
     assert again.status_code == 200
     assert again.json()["video_id"] == sidecar["video_id"]
+    assert len(sidecars()) == 1
 
 
 async def test_sigterm_lets_a_running_generation_finish(tmp_path: Path) -> None:
     outputs = tmp_path / "outputs"
-    env = mock_server_env(outputs, MV_SHUTDOWN_GRACE_SECONDS="10")
-    with running_server(env, tmp_path / "server.log") as (base_url, process):
+    env = mock_server_env(outputs, MV_SHUTDOWN_GRACE_SECONDS="15", MV_DEBUG_MODE="true")
+    log = tmp_path / "server.log"
+    with running_server(env, log) as (base_url, process):
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
             pending = asyncio.create_task(client.post(VIDEO, json=CLIP_REQUEST))
-            await asyncio.sleep(0.5)
+            await wait_for(lambda: "request_args endpoint=generate_video" in log.read_text(), 10)
             process.send_signal(signal.SIGTERM)
             response = await pending
         assert process.wait(timeout=15) in {0, -signal.SIGTERM}
@@ -293,7 +293,7 @@ async def test_a_rejected_key_while_polling_ends_the_request_at_once(
         started = time.monotonic()
         response = await client.post(VIDEO, json={**CLIP_REQUEST, "backend": "gemini"})
     assert response.status_code == 503
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 10, "polling went on towards the 30 s deadline"
 
 
 async def test_shutdown_cancels_the_upstream_job_of_an_abandoned_keyed_request(

@@ -619,7 +619,7 @@ async def test_retry_after_beyond_the_deadline_is_not_waited_out(
     async with serve_app(settings) as (_, client):
         response = await client.post(IMAGES, json=REQUEST)
     assert response.status_code == 429
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 6, "the 7 s Retry-After was waited out"
     assert len(fake_upstream.requests_for("replicate.create")) == 1
 
 
@@ -660,7 +660,7 @@ async def test_slow_prediction_is_a_504_and_is_cancelled_upstream(
     body = response.json()
     assert body["error_code"] == "GENERATION_TIMEOUT"
     assert body["backend_used"] == "replicate"
-    assert elapsed < 3
+    assert elapsed < 5
     prediction_path = fake_upstream.requests_for("replicate.get")[0].path
     assert [cancel.path for cancel in cancels] == [f"{prediction_path}/cancel"]
     assert files_under(tmp_path / "character_reference") == []

@@ -227,7 +227,7 @@ async def test_cancelled_encode_kills_ffmpeg(tmp_path: Path) -> None:
                 label="x",
             )
 
-    assert time.perf_counter() - started < 2
+    assert time.perf_counter() - started < 5
     assert running_ffmpegs() == []
 
 

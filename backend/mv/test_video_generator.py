@@ -575,7 +575,7 @@ async def test_ten_concurrent_requests_finish_in_about_the_time_of_one(
         )
         wall = time.monotonic() - started
     assert [response.status_code for response in responses] == [200] * 10
-    assert wall < 3 * latency
+    assert wall < 5 * latency, "one after another would take 10 x the latency"
     paths = {Path(response.json()["video_path"]) for response in responses}
     assert len(paths) == 10
     upstream = {fake_upstream.clip_content(item.file_id) for item in fake_upstream.generated_files}
