@@ -64,13 +64,16 @@ def create_app(settings: Settings | None = None, *, config_dir: Path = CONFIG_DI
         removed = remove_leftover_temporaries(settings.mv_output_dir)
         if removed:
             logger.info("removed %d leftover temporary files", len(removed))
+        idempotency = IdempotencyStore(settings.mv_output_dir)
+        if pruned := idempotency.prune_expired():
+            logger.info("removed %d expired idempotency records", pruned)
         clients = build_provider_clients(settings)
         app.state.runtime = Runtime(
             settings=settings,
             configs=configs,
             clients=clients,
             limiter=GenerationLimiter(settings.mv_max_concurrent_generations),
-            idempotency=IdempotencyStore(settings.mv_output_dir),
+            idempotency=idempotency,
         )
         logger.info("ready: mode=%s output_dir=%s", _mode(settings), settings.mv_output_dir)
         try:

@@ -3,6 +3,7 @@ crash safety and graceful shutdown. Faults come from the fake upstream or real s
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import time
@@ -328,3 +329,14 @@ async def test_two_callers_using_the_same_key_do_not_share_answers(tmp_path: Pat
         )
     assert alice.status_code == bob.status_code == 200
     assert alice.json()["video_id"] != bob.json()["video_id"]
+
+
+async def test_expired_idempotency_records_are_pruned_at_startup(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, mv_mock_mode=True)
+    async with serve_app(settings) as (_, client):
+        await client.post(VIDEO, json=CLIP_REQUEST, headers={"Idempotency-Key": "old"})
+    [record] = (tmp_path / "idempotency").rglob("*.json")
+    a_day_and_more_ago = time.time() - 25 * 3600
+    os.utime(record, (a_day_and_more_ago, a_day_and_more_ago))
+    async with serve_app(settings):
+        assert not record.exists()

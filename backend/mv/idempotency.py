@@ -100,6 +100,15 @@ class IdempotencyStore:
         task.add_done_callback(_log_unawaited_failure)
         return await asyncio.shield(task)
 
+    def prune_expired(self) -> int:
+        """Delete records past their replay window (they may hold megabytes of base64);
+        run at startup. Returns how many went."""
+        cutoff = time.time() - REPLAY_SECONDS
+        expired = [path for path in self.root.glob("*/*.json") if path.stat().st_mtime < cutoff]
+        for path in expired:
+            path.unlink(missing_ok=True)
+        return len(expired)
+
     async def cancel_running(self) -> None:
         """At shutdown, after the grace period: stop generations whose callers are gone, so
         their upstream jobs are cancelled instead of left running (and billed)."""

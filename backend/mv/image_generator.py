@@ -23,8 +23,9 @@ from backend.mv.images import decoded_format
 from backend.mv.metadata import GenerationMetadata, ParameterPlan, plan_parameters
 from backend.mv.mock_media import write_mock_image
 from backend.mv.mock_provider import MOCK_BACKEND, MOCK_IMAGE_MODEL, simulate_generation
+from backend.mv.providers import REPLICATE_BACKEND
 from backend.mv.references import CONTENT_TYPES, reference_folder
-from backend.mv.replicate_runner import require_client, run_prediction
+from backend.mv.replicate_runner import run_prediction
 from backend.mv.runtime import ClientGone, Runtime, client_left
 from backend.mv.storage import (
     new_artifact_id,
@@ -35,7 +36,6 @@ from backend.mv.storage import (
 )
 from backend.mv.upstream import Deadline
 
-REPLICATE_BACKEND = "replicate"
 CHOICE_FIELDS = ("aspect_ratio", "safety_filter_level", "person_generation", "output_format")
 IMAGE_URL_PREFIX = "/api/mv/get_character_reference/"
 
@@ -122,7 +122,7 @@ def image_file_name(image_id: str, output_format: str, now: datetime) -> str:
 async def _generate_with_replicate(
     prompt: str, used: dict[str, Any], destination: Path, runtime: Runtime
 ) -> None:
-    client = require_client(runtime.clients.replicate, REPLICATE_BACKEND)
+    client = runtime.clients.require_replicate()
     settings = runtime.settings
     deadline = Deadline(settings.mv_generation_timeout_seconds)
     async with deadline.enforced(REPLICATE_BACKEND):

@@ -20,7 +20,11 @@ from google import genai
 from google.genai import types as genai_types
 
 from backend.config import Settings
+from backend.mv.errors import BackendNotConfigured
 from backend.mv.upstream import remember_retry_after
+
+GEMINI_BACKEND = "gemini"
+REPLICATE_BACKEND = "replicate"
 
 POOL_HEADROOM = 16
 CONNECT_TIMEOUT_SECONDS = 10.0
@@ -46,6 +50,16 @@ class ProviderClients:
     gemini_call_slots: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(GEMINI_CALL_SLOTS)
     )
+
+    def require_gemini(self) -> genai.Client:
+        if self.gemini is None:
+            raise BackendNotConfigured("GEMINI_API_KEY is not set", backend=GEMINI_BACKEND)
+        return self.gemini
+
+    def require_replicate(self) -> replicate.Client:
+        if self.replicate is None:
+            raise BackendNotConfigured("REPLICATE_API_TOKEN is not set", backend=REPLICATE_BACKEND)
+        return self.replicate
 
     async def aclose(self) -> None:
         """Close every pool; the Google SDK leaves a caller-supplied httpx client open."""

@@ -17,7 +17,6 @@ from replicate.exceptions import ReplicateError
 from replicate.prediction import Prediction
 
 from backend.mv.errors import (
-    BackendNotConfigured,
     ContentPolicyViolation,
     GenerationFailed,
     MVError,
@@ -37,12 +36,6 @@ TERMINAL_STATUSES = {"succeeded", "failed", "canceled"}
 CONTENT_POLICY_MARKERS = ("flagged as sensitive", "(E005)", "content policy", "safety filter")
 
 _cancellations: set[asyncio.Task[None]] = set()
-
-
-def require_client(client: replicate.Client | None, backend: str) -> replicate.Client:
-    if client is None:
-        raise BackendNotConfigured("REPLICATE_API_TOKEN is not set", backend=backend)
-    return client
 
 
 def _prefer_wait_seconds(deadline: Deadline) -> int | None:

@@ -18,7 +18,6 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from backend.mv import debug
 from backend.mv.errors import (
-    BackendNotConfigured,
     Conflict,
     ContentPolicyViolation,
     GenerationFailed,
@@ -31,13 +30,13 @@ from backend.mv.mock_provider import (
     mock_scene_descriptions,
     simulate_generation,
 )
+from backend.mv.providers import GEMINI_BACKEND
 from backend.mv.runtime import Runtime
 from backend.mv.storage import new_artifact_id, write_atomic, write_json_atomic
 from backend.mv.upstream import Deadline, call_with_retries, translate_google_error
 
 logger = logging.getLogger(__name__)
 
-GEMINI_BACKEND = "gemini"
 SCENES_FOLDER = "create_scenes"
 RESERVATION_NAME = ".scene_set.reserved.tmp"
 OUTPUT_DIR_PART = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
@@ -260,9 +259,7 @@ def _refusal(response: genai_types.GenerateContentResponse) -> ContentPolicyViol
 async def _scenes_from_gemini(
     prompt: str, expected: int, runtime: Runtime, deadline: Deadline
 ) -> list[Scene]:
-    client = runtime.clients.gemini
-    if client is None:
-        raise BackendNotConfigured("GEMINI_API_KEY is not set", backend=GEMINI_BACKEND)
+    client = runtime.clients.require_gemini()
     config = genai_types.GenerateContentConfig(
         response_mime_type="application/json", response_json_schema=SCENE_RESPONSE_SCHEMA
     )

@@ -16,7 +16,7 @@ import anyio
 from pydantic import BaseModel, Field
 
 from backend.mv import debug
-from backend.mv.errors import ValidationFailed, problem
+from backend.mv.errors import NotFound, ValidationFailed, problem
 from backend.mv.fields import CheckedText, apply_defaults, choice_problems
 from backend.mv.metadata import GenerationMetadata
 from backend.mv.reference_images import decode_reference_image, load_stored_reference
@@ -217,12 +217,12 @@ async def generate_video(
     await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
     clip_path = folder / f"{video_id}.mp4"
     async with runtime.limiter.slot(backend.semaphore_kind) as ticket:
+        deadline = Deadline(runtime.settings.mv_generation_timeout_seconds)
         if backend.subject_to_deadline:
-            deadline = Deadline(runtime.settings.mv_generation_timeout_seconds)
             async with deadline.enforced(backend.name):
                 outcome = await backend.generate(job, clip_path, runtime, deadline)
         else:
-            outcome = await backend.generate(job, clip_path, runtime, None)
+            outcome = await backend.generate(job, clip_path, runtime, deadline)
 
     metadata = VideoMetadata(
         prompt=request.prompt,
@@ -262,23 +262,36 @@ class StoredVideo(BaseModel):
     video_id: str
     path: Path
     sidecar: dict[str, Any]
+    size_bytes: int | None
+    """None when the sidecar survives but the clip is gone."""
 
 
 async def find_video(raw_id: str, output_root: Path) -> StoredVideo:
     """The clip and sidecar for an id; a malformed id never touches the filesystem (404)."""
     folder = videos_folder(output_root)
     video_id, sidecar = await find_sidecar(folder, raw_id, "video")
-    return StoredVideo(video_id=video_id, path=folder / f"{video_id}.mp4", sidecar=sidecar)
+    path = folder / f"{video_id}.mp4"
+    try:
+        size_bytes: int | None = (await anyio.Path(path).stat()).st_size
+    except FileNotFoundError:
+        size_bytes = None
+    return StoredVideo(video_id=video_id, path=path, sidecar=sidecar, size_bytes=size_bytes)
+
+
+async def find_clip(raw_id: str, output_root: Path) -> StoredVideo:
+    """Like `find_video`, but a clip that is gone is a 404 too."""
+    stored = await find_video(raw_id, output_root)
+    if stored.size_bytes is None:
+        raise NotFound(f"The clip for video {stored.video_id} is gone")
+    return stored
 
 
 async def video_info(raw_id: str, output_root: Path) -> VideoInfo:
     stored = await find_video(raw_id, output_root)
-    clip = anyio.Path(stored.path)
-    exists = await clip.is_file()
     return VideoInfo(
         video_id=stored.video_id,
-        file_size_bytes=(await clip.stat()).st_size if exists else 0,
+        file_size_bytes=stored.size_bytes or 0,
         created_at=str(stored.sidecar.get("created_at", "")),
-        exists=exists,
+        exists=stored.size_bytes is not None,
         metadata=stored.sidecar,
     )

@@ -14,7 +14,6 @@ from pydantic import BaseModel, Field
 
 from backend.dependencies import RuntimeDep
 from backend.middleware import CALLER_STATE
-from backend.mv.errors import NotFound
 from backend.mv.idempotency import MAX_KEY_LENGTH, request_fingerprint
 from backend.mv.image_generator import (
     GenerateCharacterReferenceRequest,
@@ -28,7 +27,7 @@ from backend.mv.video_generator import (
     GenerateVideoRequest,
     GenerateVideoResponse,
     VideoInfo,
-    find_video,
+    find_clip,
     generate_video,
     video_info,
 )
@@ -238,12 +237,8 @@ async def get_video(video_id: str, request: Request, runtime: RuntimeDep) -> Cli
     `Range: bytes=a-b` answers 206 with that part; a range past the end is a 416. HEAD gives
     the headers (size, ETag) without the body.
     """
-    stored = await find_video(video_id, runtime.output_root)
-    try:
-        size = (await anyio.Path(stored.path).stat()).st_size
-    except FileNotFoundError as exc:
-        raise NotFound(f"The clip for video {stored.video_id} is gone") from exc
-    check_range(request.headers.get("range"), size)
+    stored = await find_clip(video_id, runtime.output_root)
+    check_range(request.headers.get("range"), stored.size_bytes or 0)
     return clip_response(stored.path, etag=stored.sidecar.get("sha256"))
 
 

@@ -5,8 +5,7 @@ from pathlib import Path
 from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable
 
 from backend.mv import errors
-
-CHUNK_BYTES = 1024 * 1024
+from backend.mv.storage import CHUNK_BYTES
 
 
 class ClipResponse(FileResponse):

@@ -75,5 +75,5 @@ class VideoBackend(Protocol):
     def plan(self, job: VideoJob, runtime: Runtime) -> ParameterPlan: ...
 
     async def generate(
-        self, job: VideoJob, destination: Path, runtime: Runtime, deadline: Deadline | None
+        self, job: VideoJob, destination: Path, runtime: Runtime, deadline: Deadline
     ) -> VideoOutcome: ...

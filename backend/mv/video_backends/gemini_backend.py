@@ -13,17 +13,16 @@ import logging
 from pathlib import Path
 
 import httpx
-from google import genai
 from google.genai import types as genai_types
 
 from backend.mv import debug
 from backend.mv.downloads import download_output
 from backend.mv.errors import (
-    BackendNotConfigured,
     ContentPolicyViolation,
     GenerationFailed,
 )
 from backend.mv.metadata import ParameterPlan, plan_parameters
+from backend.mv.providers import GEMINI_BACKEND
 from backend.mv.runtime import Runtime
 from backend.mv.upstream import (
     Deadline,
@@ -35,7 +34,6 @@ from backend.mv.video_backends.base import VideoJob, VideoOutcome
 
 logger = logging.getLogger(__name__)
 
-GEMINI_BACKEND = "gemini"
 NOT_SENT_BY_SDK = {
     "seed": "the Gemini Developer API does not take a seed (google-genai refuses it)",
     "generate_audio": (
@@ -43,12 +41,6 @@ NOT_SENT_BY_SDK = {
         "Veo 3.1 there always renders audio"
     ),
 }
-
-
-def _require_client(runtime: Runtime) -> genai.Client:
-    if runtime.clients.gemini is None:
-        raise BackendNotConfigured("GEMINI_API_KEY is not set", backend=GEMINI_BACKEND)
-    return runtime.clients.gemini
 
 
 def _config(job: VideoJob) -> genai_types.GenerateVideosConfig:
@@ -117,10 +109,9 @@ class GeminiVideoBackend:
         )
 
     async def generate(
-        self, job: VideoJob, destination: Path, runtime: Runtime, deadline: Deadline | None
+        self, job: VideoJob, destination: Path, runtime: Runtime, deadline: Deadline
     ) -> VideoOutcome:
-        assert deadline is not None
-        client = _require_client(runtime)
+        client = runtime.clients.require_gemini()
         settings = runtime.settings
         model = self.model_name(runtime)
         config = _config(job)

@@ -27,7 +27,7 @@ class MockVideoBackend:
         job: VideoJob,
         destination: Path,
         runtime: Runtime,
-        deadline: Deadline | None,  # noqa: ARG002 - mock generation has no deadline
+        deadline: Deadline,  # noqa: ARG002 - mock generation has no deadline
     ) -> VideoOutcome:
         await simulate_generation(
             [job.full_prompt, job.negative_prompt or ""], runtime.settings.mv_mock_delay_seconds

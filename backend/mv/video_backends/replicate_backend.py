@@ -10,12 +10,11 @@ from pathlib import Path
 from backend.mv import debug
 from backend.mv.downloads import download_output
 from backend.mv.metadata import ParameterPlan, plan_parameters
-from backend.mv.replicate_runner import require_client, run_prediction
+from backend.mv.providers import REPLICATE_BACKEND
+from backend.mv.replicate_runner import run_prediction
 from backend.mv.runtime import Runtime
 from backend.mv.upstream import Deadline
 from backend.mv.video_backends.base import VideoJob, VideoOutcome
-
-REPLICATE_BACKEND = "replicate"
 
 
 class ReplicateVideoBackend:
@@ -36,10 +35,9 @@ class ReplicateVideoBackend:
         )
 
     async def generate(
-        self, job: VideoJob, destination: Path, runtime: Runtime, deadline: Deadline | None
+        self, job: VideoJob, destination: Path, runtime: Runtime, deadline: Deadline
     ) -> VideoOutcome:
-        assert deadline is not None
-        client = require_client(runtime.clients.replicate, REPLICATE_BACKEND)
+        client = runtime.clients.require_replicate()
         plan = self.plan(job, runtime)
         model_input = {
             "prompt": job.full_prompt,
