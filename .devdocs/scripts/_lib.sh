@@ -137,3 +137,16 @@ sha256_of() { python3 -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv
 
 # file_size FILE
 file_size() { python3 -c 'import os,sys; print(os.path.getsize(sys.argv[1]))' "$1"; }
+
+# Print how a generation was made, from a saved response's metadata.
+print_generation_metadata() {
+  python3 - "$1" <<'PY'
+import json, sys
+metadata = json.load(open(sys.argv[1]))["metadata"]
+print(f"  backend {metadata['backend_used']}, model {metadata['model_used']}, "
+      f"{metadata['processing_time_seconds']} s (queued {metadata['queue_wait_seconds']} s)")
+print(f"  parameters used: {json.dumps(metadata['parameters_used'])}")
+if metadata["parameters_not_applied"]:
+    print(f"  not applied: {json.dumps(metadata['parameters_not_applied'])}")
+PY
+}

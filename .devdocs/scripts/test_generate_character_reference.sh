@@ -48,15 +48,7 @@ if [[ "$(sha256_of "$local_file")" != "$(sha256_of "$work/served.$extension")" ]
   exit 1
 fi
 
-python3 - "$work/response.json" <<'PY'
-import json, sys
-metadata = json.load(open(sys.argv[1]))["metadata"]
-print(f"  backend {metadata['backend_used']}, model {metadata['model_used']}, "
-      f"{metadata['processing_time_seconds']} s (queued {metadata['queue_wait_seconds']} s)")
-print(f"  parameters used: {json.dumps(metadata['parameters_used'])}")
-if metadata["parameters_not_applied"]:
-    print(f"  not applied: {json.dumps(metadata['parameters_not_applied'])}")
-PY
+print_generation_metadata "$work/response.json"
 echo
 echo "image_id:      $image_id"
 echo "served at:     $BASE_URL$image_url ($(header_value "$work/served_headers.txt" content-type), identical to the base64 in the response)"

@@ -40,15 +40,7 @@ video_url=$(json_get "$work/response.json" video_url)
 video_path=$(json_get "$work/response.json" video_path)
 expected_size=$(json_get "$work/response.json" metadata.file_size_bytes)
 expected_sha=$(json_get "$work/response.json" metadata.sha256)
-python3 - "$work/response.json" <<'PY'
-import json, sys
-metadata = json.load(open(sys.argv[1]))["metadata"]
-print(f"  backend {metadata['backend_used']}, model {metadata['model_used']}, "
-      f"{metadata['processing_time_seconds']} s (queued {metadata['queue_wait_seconds']} s)")
-print(f"  parameters used: {json.dumps(metadata['parameters_used'])}")
-if metadata["parameters_not_applied"]:
-    print(f"  not applied: {json.dumps(metadata['parameters_not_applied'])}")
-PY
+print_generation_metadata "$work/response.json"
 echo
 
 echo "GET $BASE_URL$video_url (whole clip)"
