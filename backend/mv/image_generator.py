@@ -20,7 +20,12 @@ from backend.mv.downloads import download_output
 from backend.mv.errors import GenerationFailed, ValidationFailed
 from backend.mv.fields import CheckedText, apply_defaults, choice_problems
 from backend.mv.images import decoded_format
-from backend.mv.metadata import GenerationMetadata, ParameterPlan, plan_parameters
+from backend.mv.metadata import (
+    GenerationMetadata,
+    ParameterPlan,
+    generation_fields,
+    plan_parameters,
+)
 from backend.mv.mock_media import write_mock_image
 from backend.mv.mock_provider import MOCK_BACKEND, MOCK_IMAGE_MODEL, simulate_generation
 from backend.mv.providers import REPLICATE_BACKEND
@@ -31,7 +36,6 @@ from backend.mv.storage import (
     new_artifact_id,
     sha256_of_bytes,
     staged_path,
-    utc_now_iso,
     write_json_atomic,
 )
 from backend.mv.upstream import Deadline
@@ -200,14 +204,14 @@ async def generate_character_reference_image(
         raise
     metadata = CharacterReferenceMetadata(
         character_description=request.character_description,
-        backend_used=backend,
-        model_used=model,
-        parameters_used=plan.used,
-        defaults_applied=plan.defaults_used(defaults_applied),
-        parameters_not_applied=plan.not_applied,
-        generation_timestamp=utc_now_iso(),
-        processing_time_seconds=round(time.monotonic() - started, 3),
-        queue_wait_seconds=ticket.waited_seconds,
+        **generation_fields(
+            backend=backend,
+            model=model,
+            plan=plan,
+            defaults_applied=defaults_applied,
+            started=started,
+            queue_wait_seconds=ticket.waited_seconds,
+        ),
     )
     await write_json_atomic(
         folder / f"{image_id}.json",

@@ -1,10 +1,13 @@
 """What every stored artifact reports about how it was made."""
 
+import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+from backend.mv.storage import utc_now_iso
 
 
 class GenerationMetadata(BaseModel):
@@ -18,6 +21,29 @@ class GenerationMetadata(BaseModel):
     generation_timestamp: str
     processing_time_seconds: float
     queue_wait_seconds: float = Field(description="Time spent waiting for a concurrency slot")
+
+
+def generation_fields(
+    *,
+    backend: str,
+    model: str,
+    plan: "ParameterPlan",
+    defaults_applied: list[str],
+    started: float,
+    queue_wait_seconds: float,
+) -> dict[str, Any]:
+    """The `GenerationMetadata` fields of a finished generation; `started` is the request's
+    `time.monotonic()` at arrival."""
+    return {
+        "backend_used": backend,
+        "model_used": model,
+        "parameters_used": plan.used,
+        "defaults_applied": plan.defaults_used(defaults_applied),
+        "parameters_not_applied": plan.not_applied,
+        "generation_timestamp": utc_now_iso(),
+        "processing_time_seconds": round(time.monotonic() - started, 3),
+        "queue_wait_seconds": queue_wait_seconds,
+    }
 
 
 @dataclass(frozen=True)

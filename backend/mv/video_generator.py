@@ -6,6 +6,7 @@ streams to `<outputs>/videos/<video_id>.mp4` through a temporary file, beside a
 `<video_id>.json` sidecar; a per-backend cap bounds the upstream jobs in flight.
 """
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -18,13 +19,12 @@ from pydantic import BaseModel, Field
 from backend.mv import debug
 from backend.mv.errors import NotFound, ValidationFailed, problem
 from backend.mv.fields import CheckedText, apply_defaults, choice_problems
-from backend.mv.metadata import GenerationMetadata
+from backend.mv.metadata import GenerationMetadata, generation_fields
 from backend.mv.reference_images import decode_reference_image, load_stored_reference
 from backend.mv.runtime import ClientGone, Runtime, client_left
 from backend.mv.storage import (
     find_sidecar,
     new_artifact_id,
-    utc_now_iso,
     write_json_atomic,
 )
 from backend.mv.upstream import Deadline
@@ -218,22 +218,24 @@ async def generate_video(
     clip_path = folder / f"{video_id}.mp4"
     async with runtime.limiter.slot(backend.semaphore_kind) as ticket:
         deadline = Deadline(runtime.settings.mv_generation_timeout_seconds)
-        if backend.subject_to_deadline:
-            async with deadline.enforced(backend.name):
-                outcome = await backend.generate(job, clip_path, runtime, deadline)
-        else:
+        enforced = (
+            deadline.enforced(backend.name)
+            if backend.subject_to_deadline
+            else contextlib.nullcontext()
+        )
+        async with enforced:
             outcome = await backend.generate(job, clip_path, runtime, deadline)
 
     metadata = VideoMetadata(
         prompt=request.prompt,
-        backend_used=backend.name,
-        model_used=model,
-        parameters_used=plan.used,
-        defaults_applied=plan.defaults_used(defaults_applied),
-        parameters_not_applied=plan.not_applied,
-        generation_timestamp=utc_now_iso(),
-        processing_time_seconds=round(time.monotonic() - started, 3),
-        queue_wait_seconds=ticket.waited_seconds,
+        **generation_fields(
+            backend=backend.name,
+            model=model,
+            plan=plan,
+            defaults_applied=defaults_applied,
+            started=started,
+            queue_wait_seconds=ticket.waited_seconds,
+        ),
         file_size_bytes=outcome.written.size_bytes,
         sha256=outcome.written.sha256,
     )
