@@ -1,13 +1,21 @@
-"""Streams a provider's output file to disk: chunk by chunk, through a temporary file."""
+"""Streams a provider's output file to disk: chunk by chunk, through a temporary file.
+
+Downloads use aiohttp rather than httpx (which the SDKs use for their API calls): moving
+hundreds of megabytes through one event loop costs about a third of the CPU per MiB there (its
+parser is C, and it reads TLS straight from asyncio's transport), which decides how soon
+200 finished clips are all on disk; see .devdocs/performance.md.
+"""
 
 import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from http import HTTPStatus
 from pathlib import Path
 
-import httpx
+import aiohttp
+from yarl import URL
 
 from backend.mv.errors import BackendError
 from backend.mv.runtime import Runtime
@@ -18,33 +26,38 @@ logger = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
 TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
+REDIRECT_STATUSES = {301, 302, 303, 307, 308}
+TRANSIENT_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)
+"""Lost connections, read timeouts and cut-short bodies: worth another GET."""
 
 
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+def _origin(url: URL) -> tuple[str, str | None, int | None]:
     return url.scheme, url.host, url.port
 
 
 async def _open_following_redirects(
-    client: httpx.AsyncClient, url: str, headers: dict[str, str] | None, backend: str
-) -> httpx.Response:
+    client: aiohttp.ClientSession, url: str, headers: dict[str, str] | None, backend: str
+) -> aiohttp.ClientResponse:
     """GET with redirects followed by hand, so credentials in `headers` (e.g. Google's
     `x-goog-api-key`) are sent only to the host they were given for, never to the storage
-    host a file service redirects to. httpx would only drop `Authorization`."""
-    origin = _origin(httpx.URL(url))
+    host a file service redirects to. A client's own redirect handling drops only
+    `Authorization`."""
+    target = URL(url)
+    origin = _origin(target)
     for _ in range(MAX_REDIRECTS + 1):
-        request = client.build_request("GET", url, headers=headers)
-        response = await client.send(request, stream=True, follow_redirects=False)
-        if not response.is_redirect:
+        response = await client.get(target, headers=headers, allow_redirects=False)
+        location = response.headers.get("location")
+        if response.status not in REDIRECT_STATUSES or location is None:
             return response
-        await response.aclose()
-        url = str(response.url.join(response.headers["location"]))
-        if _origin(httpx.URL(url)) != origin:
+        response.release()
+        target = response.url.join(URL(location))
+        if _origin(target) != origin:
             headers = None
     raise BackendError("The provider's download redirected too many times", backend=backend)
 
 
 async def download_to_file(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     url: str,
     destination: Path,
     *,
@@ -96,7 +109,7 @@ async def download_output(
 
 
 async def _download_once(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     url: str,
     destination: Path,
     backend: str,
@@ -105,23 +118,22 @@ async def _download_once(
     try:
         response = await _open_following_redirects(client, url, headers, backend)
         try:
-            if response.status_code != httpx.codes.OK:
+            if response.status != HTTPStatus.OK:
                 error = BackendError(
-                    f"The provider's output file could not be downloaded "
-                    f"(HTTP {response.status_code})",
+                    f"The provider's output file could not be downloaded (HTTP {response.status})",
                     backend=backend,
                 )
-                error.retryable = response.status_code in TRANSIENT_STATUSES
+                error.retryable = response.status in TRANSIENT_STATUSES
                 raise error
             async with streaming_atomic_writer(destination) as writer:
-                async for piece in response.aiter_bytes():
+                async for piece, _ in response.content.iter_chunks():
                     await writer.write(piece)
         finally:
-            await response.aclose()
-    except httpx.RequestError as exc:
+            response.release()
+    except aiohttp.ClientError as exc:
         error = BackendError(
             f"Downloading the result failed ({type(exc).__name__})", backend=backend
         )
-        error.retryable = isinstance(exc, httpx.TransportError)
+        error.retryable = isinstance(exc, TRANSIENT_ERRORS)
         raise error from exc
     return writer.digest

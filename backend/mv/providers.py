@@ -8,12 +8,13 @@ Google client closes its pool when garbage-collected, so one lives as long as th
 Two things are bounded on purpose, because the benchmark showed they cost the event loop
 far more than they gain (see .devdocs/performance.md): httpcore scans every pooled
 connection on each request and response, so few idle connections are kept; and output
-downloads, each holding megabytes of buffers while it streams, take turns in a few slots.
+downloads, each holding buffers while it streams, take turns in a few slots.
 """
 
 import asyncio
 from dataclasses import dataclass, field
 
+import aiohttp
 import httpx
 import replicate
 from google import genai
@@ -31,6 +32,9 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 IDLE_CONNECTIONS_KEPT = 32
 DOWNLOAD_SLOTS = 16
 """Output files streaming at once per process; more wait their (short) turn."""
+DOWNLOAD_READ_BUFFER_BYTES = 256 * 1024
+"""What a download's connection buffers before reading pauses (aiohttp holds up to twice
+this); more did not stream faster in the benchmark, only grew memory."""
 GEMINI_CALL_SLOTS = 32
 """Short Gemini video calls (create, status reads) at once; keeps 200 polls from landing in
 one burst on the loop."""
@@ -42,7 +46,7 @@ class ProviderClients:
 
     gemini: genai.Client | None
     replicate: replicate.Client | None
-    downloads: httpx.AsyncClient
+    downloads: aiohttp.ClientSession
     gemini_http: httpx.AsyncClient | None = None
     download_slots: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(DOWNLOAD_SLOTS)
@@ -63,7 +67,7 @@ class ProviderClients:
 
     async def aclose(self) -> None:
         """Close every pool; the Google SDK leaves a caller-supplied httpx client open."""
-        await self.downloads.aclose()
+        await self.downloads.close()
         if self.gemini_http is not None:
             await self.gemini_http.aclose()
         if self.replicate is not None:
@@ -111,11 +115,19 @@ def build_replicate_client(settings: Settings) -> replicate.Client | None:
 
 
 def build_provider_clients(settings: Settings) -> ProviderClients:
-    downloads = httpx.AsyncClient(
-        limits=httpx.Limits(
-            max_connections=DOWNLOAD_SLOTS, max_keepalive_connections=DOWNLOAD_SLOTS
+    """Must run inside the event loop (aiohttp binds its session to it).
+
+    Downloads trust the same certificates as the SDKs' httpx clients (certifi, or
+    `SSL_CERT_FILE` / `SSL_CERT_DIR`), read when the clients are built.
+    """
+    downloads = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=DOWNLOAD_SLOTS, ssl=httpx.create_ssl_context()),
+        timeout=aiohttp.ClientTimeout(
+            total=None,
+            connect=CONNECT_TIMEOUT_SECONDS,
+            sock_read=settings.mv_generation_timeout_seconds,
         ),
-        timeout=_timeout(settings),
+        read_bufsize=DOWNLOAD_READ_BUFFER_BYTES,
     )
     gemini_http = httpx.AsyncClient(limits=_limits(settings, 2), timeout=_timeout(settings))
     return ProviderClients(

@@ -117,27 +117,30 @@ class FileDigest:
 class ChunkedWriter:
     """Writes a stream of pieces to a file with flat memory and little event-loop work.
 
-    Pieces are gathered up to `CHUNK_BYTES`, then written and hashed in one worker-thread
-    hop: `write` and sha256 both release the GIL, so a download's disk and hashing work runs
-    beside the event loop instead of on it.
+    Pieces are collected, uncopied, until they add up to `CHUNK_BYTES`, then written and
+    hashed in one worker-thread hop: `write` and sha256 both release the GIL, so a
+    download's disk and hashing work runs beside the event loop instead of on it.
     """
 
     def __init__(self, handle: BinaryIO) -> None:
         self._handle = handle
-        self._pending = bytearray()
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
         self.digest = FileDigest()
 
-    def _write_and_hash(self, chunk: bytearray) -> None:
-        self._handle.write(chunk)
-        self.digest.update(chunk)
+    def _write_and_hash(self, pieces: list[bytes]) -> None:
+        for piece in pieces:
+            self._handle.write(piece)
+            self.digest.update(piece)
 
     async def _flush(self) -> None:
-        chunk, self._pending = self._pending, bytearray()
-        await anyio.to_thread.run_sync(self._write_and_hash, chunk)
+        pieces, self._pending, self._pending_bytes = self._pending, [], 0
+        await anyio.to_thread.run_sync(self._write_and_hash, pieces)
 
     async def write(self, piece: bytes) -> None:
-        self._pending += piece
-        if len(self._pending) >= CHUNK_BYTES:
+        self._pending.append(piece)
+        self._pending_bytes += len(piece)
+        if self._pending_bytes >= CHUNK_BYTES:
             await self._flush()
 
     async def finish(self) -> None:

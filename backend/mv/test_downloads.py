@@ -1,58 +1,140 @@
-"""Output downloads: credentials stay with their host across redirects; bytes land whole."""
+"""Output downloads: credentials stay with their host across redirects; bytes land whole.
 
+A small aiohttp server on loopback plays the file service. It answers on 127.0.0.1 and on
+localhost, which are different origins to a client: a redirect from one to the other is a
+redirect to another host.
+"""
+
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
+import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from backend.mv.downloads import download_to_file
 from backend.mv.errors import BackendError
 
 CLIP = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 64
+API_KEY = "secret-key"
 
 
-def redirecting_transport(seen: list[httpx.Request], location: str) -> httpx.MockTransport:
-    def answer(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        if request.url.path.endswith(":download"):
-            return httpx.Response(302, headers={"location": location})
-        return httpx.Response(200, content=CLIP)
+class FileService:
+    """Records the key each request carried; serves CLIP, redirects, or fails as told."""
 
-    return httpx.MockTransport(answer)
+    def __init__(self) -> None:
+        self.keys_seen: list[tuple[str, str | None]] = []
+        self.redirect_to: str = ""
+        self.failures_left = 0
+        self.server = TestServer(self._app(), host="127.0.0.1")
+
+    def _app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/v1beta/files/{name}", self._download)
+        app.router.add_get("/media/clip.mp4", self._media)
+        app.router.add_get("/loop/{hops}", self._loop)
+        return app
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.server.port}{path}"
+
+    def _record(self, request: web.Request) -> None:
+        self.keys_seen.append(
+            (request.host.partition(":")[0], request.headers.get("x-goog-api-key"))
+        )
+
+    async def _download(self, request: web.Request) -> web.Response:
+        self._record(request)
+        raise web.HTTPFound(self.redirect_to)
+
+    async def _media(self, request: web.Request) -> web.Response:
+        self._record(request)
+        if self.failures_left:
+            self.failures_left -= 1
+            return web.Response(status=503, text="busy")
+        return web.Response(body=CLIP, content_type="video/mp4")
+
+    async def _loop(self, request: web.Request) -> web.Response:
+        raise web.HTTPFound(f"/loop/{int(request.match_info['hops']) + 1}")
+
+
+@pytest.fixture
+async def service() -> AsyncIterator[FileService]:
+    files = FileService()
+    await files.server.start_server()
+    try:
+        yield files
+    finally:
+        await files.server.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
 
 
 @pytest.mark.parametrize(
-    ("location", "key_follows"),
-    [
-        ("https://storage.example/clip.mp4", False),
-        ("/v1beta/files/abc/media", True),
-    ],
+    ("media_host", "key_follows"),
+    [("localhost", False), ("127.0.0.1", True)],
+    ids=["other-host", "same-host"],
 )
 async def test_api_key_is_sent_only_to_its_own_host(
-    tmp_path: Path, location: str, key_follows: bool
+    tmp_path: Path,
+    service: FileService,
+    session: aiohttp.ClientSession,
+    media_host: str,
+    key_follows: bool,
 ) -> None:
-    seen: list[httpx.Request] = []
-    async with httpx.AsyncClient(transport=redirecting_transport(seen, location)) as client:
-        written = await download_to_file(
-            client,
-            "https://api.example/v1beta/files/abc:download?alt=media",
-            tmp_path / "clip.mp4",
-            backend="gemini",
-            headers={"x-goog-api-key": "secret-key"},
-        )
+    service.redirect_to = service.url("/media/clip.mp4", host=media_host)
+    written = await download_to_file(
+        session,
+        service.url("/v1beta/files/abc:download?alt=media"),
+        tmp_path / "clip.mp4",
+        backend="gemini",
+        headers={"x-goog-api-key": API_KEY},
+    )
     assert (tmp_path / "clip.mp4").read_bytes() == CLIP
     assert written.size_bytes == len(CLIP)
-    assert seen[0].headers["x-goog-api-key"] == "secret-key"
-    assert ("x-goog-api-key" in seen[1].headers) is key_follows
+    assert service.keys_seen == [
+        ("127.0.0.1", API_KEY),
+        (media_host, API_KEY if key_follows else None),
+    ]
 
 
-async def test_endless_redirects_are_a_backend_error(tmp_path: Path) -> None:
-    transport = httpx.MockTransport(
-        lambda request: httpx.Response(302, headers={"location": str(request.url) + "x"})
-    )
-    async with httpx.AsyncClient(transport=transport) as client:
-        with pytest.raises(BackendError, match="redirected too many times"):
-            await download_to_file(
-                client, "https://api.example/f:download", tmp_path / "f.mp4", backend="gemini"
-            )
+async def test_endless_redirects_are_a_backend_error(
+    tmp_path: Path, service: FileService, session: aiohttp.ClientSession
+) -> None:
+    with pytest.raises(BackendError, match="redirected too many times"):
+        await download_to_file(
+            session, service.url("/loop/0"), tmp_path / "f.mp4", backend="gemini"
+        )
     assert not list(tmp_path.iterdir())
+
+
+async def test_a_busy_file_service_is_retried_up_to_the_attempt_budget(
+    tmp_path: Path, service: FileService, session: aiohttp.ClientSession
+) -> None:
+    service.failures_left = 1
+    written = await download_to_file(
+        session,
+        service.url("/media/clip.mp4"),
+        tmp_path / "clip.mp4",
+        backend="replicate",
+        max_attempts=2,
+    )
+    assert written.size_bytes == len(CLIP)
+    assert len(service.keys_seen) == 2
+
+    service.failures_left = 2
+    with pytest.raises(BackendError, match=r"HTTP 503") as caught:
+        await download_to_file(
+            session,
+            service.url("/media/clip.mp4"),
+            tmp_path / "again.mp4",
+            backend="replicate",
+            max_attempts=2,
+        )
+    assert caught.value.retryable
+    assert not (tmp_path / "again.mp4").exists()

@@ -55,11 +55,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 async def gemini(fake_upstream: FakeUpstream) -> AsyncIterator[genai.Client]:
-    client = genai.Client(
-        api_key=GEMINI_KEY, http_options=types.HttpOptions(base_url=fake_upstream.base_url)
-    )
-    yield client
-    await client.aio.aclose()
+    """On an httpx client of our own, as the service builds it: that keeps the SDK off
+    aiohttp, its default async transport when aiohttp is installed. Redirects are followed,
+    as by the SDK's own client, for `files.download`."""
+    async with httpx.AsyncClient(follow_redirects=True) as http_client:
+        options = types.HttpOptions(base_url=fake_upstream.base_url, httpx_async_client=http_client)
+        yield genai.Client(api_key=GEMINI_KEY, http_options=options)
 
 
 @pytest.fixture
