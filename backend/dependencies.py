@@ -11,7 +11,9 @@ from fastapi import Depends, Request
 from backend.mv.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    """Async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a thread
+    hop per request that also queues behind file writes for the pool's threads."""
     return request.app.state.runtime
 
 
