@@ -190,19 +190,18 @@ async def _load_sections(stack: Stack, config: BenchConfig) -> dict[str, Any]:
     floor = await bench.rig_floor(stack, config.requests)
     results["generate"]["rig_floor"] = floor
     timeout = 20 * config.latency_seconds + 120
-    async with bench.load_client(config.requests + 8, timeout) as client:
-        for backend in config.backends:
-            run = await bench.concurrent_generations(
-                client,
-                stack,
-                backend=backend,
-                requests=config.requests,
-                health_interval_seconds=config.health_interval_seconds,
-                floor_seconds=floor["delivery_seconds"],
-            )
-            results["generate"][backend] = run["generate"]
-            results["health"][backend] = run["health"]
-            results["memory"]["during_generate"][backend] = run["memory"]
+    for backend in config.backends:
+        run = await bench.concurrent_generations(
+            stack,
+            backend=backend,
+            requests=config.requests,
+            timeout_seconds=timeout,
+            health_interval_seconds=config.health_interval_seconds,
+            floor_seconds=floor["delivery_seconds"],
+        )
+        results["generate"][backend] = run["generate"]
+        results["health"][backend] = run["health"]
+        results["memory"]["during_generate"][backend] = run["memory"]
     return results
 
 
