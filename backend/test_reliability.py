@@ -118,14 +118,18 @@ async def test_malformed_key_is_a_400(mock_client: httpx.AsyncClient, key: bytes
 # ---- retries never pay twice
 
 
+@pytest.mark.parametrize(
+    ("backend", "create_route"),
+    [("replicate", "replicate.create"), ("gemini", "gemini.predict_long_running")],
+)
 async def test_create_that_may_have_started_a_job_is_not_retried(
-    live_client: httpx.AsyncClient, fake_upstream: FakeUpstream
+    live_client: httpx.AsyncClient, fake_upstream: FakeUpstream, backend: str, create_route: str
 ) -> None:
-    fake_upstream.inject("replicate.create", fake.DropConnection())
-    response = await live_client.post(VIDEO, json=CLIP_REQUEST)
+    fake_upstream.inject(create_route, fake.DropConnection())
+    response = await live_client.post(VIDEO, json={**CLIP_REQUEST, "backend": backend})
     assert response.status_code == 502
     assert response.json()["error_code"] == "BACKEND_ERROR"
-    assert len(fake_upstream.requests_for("replicate.create")) == 1
+    assert len(fake_upstream.requests_for(create_route)) == 1
 
 
 async def test_rate_limited_create_is_retried_after_retry_after(

@@ -5,14 +5,17 @@ queue requests past 100 connections and then fail with a pool timeout), and the 
 come from Settings so tests and benchmarks point the real SDKs at a fake upstream. The
 Google client closes its pool when garbage-collected, so one lives as long as the app.
 
-Two things are bounded on purpose, because the benchmark showed they cost the event loop
-far more than they gain (see .devdocs/performance.md): httpcore scans every pooled
-connection on each request and response, so few idle connections are kept; and output
-downloads, each holding buffers while it streams, take turns in a few slots.
+The Gemini SDK and output downloads run on aiohttp sessions, the Replicate SDK (which takes
+only httpx) on httpx: per MiB and per call, aiohttp costs the event loop about a third of
+what httpx does. Two things are bounded on purpose, because the benchmark showed they cost
+the event loop far more than they gain (see .devdocs/performance.md): httpcore scans every
+pooled connection on each request and response, so few idle connections are kept; and
+output downloads, each holding buffers while it streams, take turns in a few slots.
 """
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import httpx
@@ -47,7 +50,7 @@ class ProviderClients:
     gemini: genai.Client | None
     replicate: replicate.Client | None
     downloads: aiohttp.ClientSession
-    gemini_http: httpx.AsyncClient | None = None
+    gemini_session: aiohttp.ClientSession | None = None
     download_slots: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(DOWNLOAD_SLOTS)
     )
@@ -66,18 +69,22 @@ class ProviderClients:
         return self.replicate
 
     async def aclose(self) -> None:
-        """Close every pool; the Google SDK leaves a caller-supplied httpx client open."""
+        """Close every pool; the Google SDK leaves a caller-supplied session open."""
         await self.downloads.close()
-        if self.gemini_http is not None:
-            await self.gemini_http.aclose()
+        if self.gemini_session is not None:
+            await self.gemini_session.close()
         if self.replicate is not None:
             await self.replicate._async_client.aclose()
 
 
+def _connection_cap(settings: Settings, kinds_sharing_the_pool: int) -> int:
+    """Enough connections for every job in flight (a Replicate create may hold one for 60 s)."""
+    return settings.mv_max_concurrent_generations * kinds_sharing_the_pool + POOL_HEADROOM
+
+
 def _limits(settings: Settings, kinds_sharing_the_pool: int) -> httpx.Limits:
-    """Enough connections for every job in flight (a Replicate create may hold one for 60 s);
-    few idle ones kept."""
-    connections = settings.mv_max_concurrent_generations * kinds_sharing_the_pool + POOL_HEADROOM
+    """A connection per job in flight; few idle ones kept."""
+    connections = _connection_cap(settings, kinds_sharing_the_pool)
     return httpx.Limits(
         max_connections=connections,
         max_keepalive_connections=min(connections, IDLE_CONNECTIONS_KEPT),
@@ -89,14 +96,36 @@ def _timeout(settings: Settings) -> httpx.Timeout:
     return httpx.Timeout(settings.mv_generation_timeout_seconds, connect=CONNECT_TIMEOUT_SECONDS)
 
 
-def build_gemini_client(settings: Settings, http_client: httpx.AsyncClient) -> genai.Client | None:
-    """The SDK passes its own per-request timeout to httpx (none unless set), so set it."""
+def _aiohttp_session(settings: Settings, connections: int, **options: Any) -> aiohttp.ClientSession:
+    """An aiohttp session trusting what the SDKs' httpx clients trust (certifi, or
+    `SSL_CERT_FILE` / `SSL_CERT_DIR`, read now); reads bounded like `_timeout`."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=connections, ssl=httpx.create_ssl_context()),
+        timeout=aiohttp.ClientTimeout(
+            total=None,
+            connect=CONNECT_TIMEOUT_SECONDS,
+            sock_read=settings.mv_generation_timeout_seconds,
+        ),
+        **options,
+    )
+
+
+def build_gemini_client(settings: Settings, session: aiohttp.ClientSession) -> genai.Client | None:
+    """The SDK runs on our aiohttp session: each call costs about a third of the CPU it
+    costs on httpx, which counts when hundreds of operations are polled.
+
+    One attempt in `retry_options` turns the SDK's own retries off, among them a silent
+    re-send after a dropped connection that could start a second paid job; retrying is
+    `upstream.call_with_retries`'s decision. The SDK sets its per-request timeout (none
+    unless given), so give it.
+    """
     if not settings.gemini_api_key:
         return None
     options = genai_types.HttpOptions(
         base_url=settings.google_gemini_base_url,
-        httpx_async_client=http_client,
+        aiohttp_client=session,
         timeout=int(settings.mv_generation_timeout_seconds * 1000),
+        retry_options=genai_types.HttpRetryOptions(attempts=1),
     )
     return genai.Client(api_key=settings.gemini_api_key, http_options=options)
 
@@ -115,24 +144,13 @@ def build_replicate_client(settings: Settings) -> replicate.Client | None:
 
 
 def build_provider_clients(settings: Settings) -> ProviderClients:
-    """Must run inside the event loop (aiohttp binds its session to it).
-
-    Downloads trust the same certificates as the SDKs' httpx clients (certifi, or
-    `SSL_CERT_FILE` / `SSL_CERT_DIR`), read when the clients are built.
-    """
-    downloads = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=DOWNLOAD_SLOTS, ssl=httpx.create_ssl_context()),
-        timeout=aiohttp.ClientTimeout(
-            total=None,
-            connect=CONNECT_TIMEOUT_SECONDS,
-            sock_read=settings.mv_generation_timeout_seconds,
-        ),
-        read_bufsize=DOWNLOAD_READ_BUFFER_BYTES,
-    )
-    gemini_http = httpx.AsyncClient(limits=_limits(settings, 2), timeout=_timeout(settings))
+    """Must run inside the event loop: aiohttp binds its sessions to it."""
+    gemini_session = _aiohttp_session(settings, _connection_cap(settings, 2))
     return ProviderClients(
-        gemini=build_gemini_client(settings, gemini_http),
+        gemini=build_gemini_client(settings, gemini_session),
         replicate=build_replicate_client(settings),
-        downloads=downloads,
-        gemini_http=gemini_http,
+        downloads=_aiohttp_session(
+            settings, DOWNLOAD_SLOTS, read_bufsize=DOWNLOAD_READ_BUFFER_BYTES
+        ),
+        gemini_session=gemini_session,
     )

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
+import aiohttp
 import httpx
 from google.genai import errors as genai_errors
 from replicate.exceptions import ReplicateError
@@ -33,6 +34,22 @@ T = TypeVar("T")
 
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 8.0
+
+NEVER_SENT_ERRORS = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    aiohttp.ClientConnectorError,
+    aiohttp.ConnectionTimeoutError,
+)
+"""Network failures before a request was sent: the Replicate SDK's (httpx) and the Gemini
+SDK's (aiohttp, see `providers.build_gemini_client`)."""
+PROVIDER_ERRORS = (
+    httpx.RequestError,
+    aiohttp.ClientError,
+    genai_errors.APIError,
+    ReplicateError,
+)
+"""What a provider call raises when the provider or the network fails."""
 
 retry_after_hint: ContextVar[float | None] = ContextVar("retry_after_hint", default=None)
 
@@ -104,12 +121,11 @@ def _retryable(error: MVError, hint_seconds: float | None = None) -> MVError:
     return error
 
 
-def _transport_error(exc: httpx.RequestError, backend: str) -> MVError:
+def _transport_error(exc: Exception, backend: str) -> MVError:
     error = BackendError(
         f"The provider could not be reached ({type(exc).__name__})", backend=backend
     )
-    never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-    return _retryable(error) if never_sent else error
+    return _retryable(error) if isinstance(exc, NEVER_SENT_ERRORS) else error
 
 
 def _google_retry_delay(details: Any) -> float | None:
@@ -146,7 +162,7 @@ def provider_status_error(
 
 
 def translate_google_error(exc: Exception, backend: str) -> MVError:
-    if isinstance(exc, httpx.RequestError):
+    if isinstance(exc, aiohttp.ClientError):
         return _transport_error(exc, backend)
     if isinstance(exc, genai_errors.APIError):
         message = exc.message or exc.status or "no message"
@@ -189,7 +205,7 @@ async def read_status_tolerantly(
     key, an unknown job) will not heal and is raised."""
     try:
         return await read(last_known)
-    except (httpx.RequestError, genai_errors.APIError, ReplicateError) as exc:
+    except PROVIDER_ERRORS as exc:
         error = translate(exc, backend)
         if isinstance(error, BackendError | RateLimited):
             logger.info("status read of %s failed transiently (%s); will retry", job, error)
@@ -214,7 +230,7 @@ async def call_with_retries(
     while True:
         try:
             return await create()
-        except (httpx.RequestError, genai_errors.APIError, ReplicateError) as exc:
+        except PROVIDER_ERRORS as exc:
             error = translate(exc, backend)
             if not error.retryable or attempt >= max_attempts:
                 raise error from exc

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 import replicate
@@ -20,6 +21,8 @@ from PIL import Image
 from replicate.exceptions import ModelError, ReplicateError
 from replicate.helpers import FileOutput
 
+from backend.mv.providers import build_gemini_client
+from backend.testing.apps import make_settings
 from backend.testing.fake_upstream import (
     DEFAULT_CLIP_BYTES,
     GENERIC_MODEL_ERROR,
@@ -54,13 +57,16 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-async def gemini(fake_upstream: FakeUpstream) -> AsyncIterator[genai.Client]:
-    """On an httpx client of our own, as the service builds it: that keeps the SDK off
-    aiohttp, its default async transport when aiohttp is installed. Redirects are followed,
-    as by the SDK's own client, for `files.download`."""
-    async with httpx.AsyncClient(follow_redirects=True) as http_client:
-        options = types.HttpOptions(base_url=fake_upstream.base_url, httpx_async_client=http_client)
-        yield genai.Client(api_key=GEMINI_KEY, http_options=options)
+async def gemini(fake_upstream: FakeUpstream, tmp_path: Path) -> AsyncIterator[genai.Client]:
+    """Built as the service builds it (`providers.build_gemini_client`): on an aiohttp
+    session of our own, with the SDK's own retries off."""
+    settings = make_settings(
+        tmp_path, gemini_api_key=GEMINI_KEY, google_gemini_base_url=fake_upstream.base_url
+    )
+    async with aiohttp.ClientSession() as session:
+        client = build_gemini_client(settings, session)
+        assert client is not None
+        yield client
 
 
 @pytest.fixture
@@ -628,7 +634,7 @@ async def test_dropped_connection_surfaces_as_a_transport_error_in_both_sdks(
     fake_upstream.inject("gemini.generate_content", DropConnection())
     fake_upstream.inject("replicate.create", DropConnection())
 
-    with pytest.raises(httpx.TransportError):
+    with pytest.raises(aiohttp.ClientError):
         await gemini.aio.models.generate_content(model=TEXT_MODEL, contents="A cat")
     with pytest.raises(httpx.TransportError):
         await replicate_client.models.predictions.async_create(

@@ -1,7 +1,7 @@
 """Veo through the Gemini Developer API (google-genai 2.x; 3.x refuses video in this mode).
 
 The SDK starts a long-running operation (`predictLongRunning`); we poll it without blocking
-until our deadline, then stream the clip's `uri` with httpx: the SDK's `files.download` would
+until our deadline, then stream the clip's `uri` with aiohttp: the SDK's `files.download` would
 read the whole clip into memory. In Developer API mode the SDK refuses `seed` and
 `generate_audio` before sending anything, so they are reported in `parameters_not_applied`
 instead; Veo 3.1 there always renders audio. The Developer API offers no way to cancel an
