@@ -205,6 +205,14 @@ def _rows(parameters: dict[str, Any], sections: dict[str, Any]) -> Iterator[tupl
             f"rig floor: fake -> {floor['client']}, {_ratio(floor)} clips at once",
             f"{floor['delivery_seconds']:.2f} s ({floor['throughput_mib_s']:.0f} MiB/s)",
         )
+    download_floor = _dig(sections, "generate", "download_floor")
+    if download_floor is not None:
+        yield (
+            "1 generate",
+            f"download floor: the service's download_to_file alone, {_ratio(download_floor)}",
+            f"{download_floor['delivery_seconds']:.2f} s "
+            f"({download_floor['throughput_mib_s']:.0f} MiB/s)",
+        )
     for backend in parameters["backends"]:
         run = _dig(sections, "generate", backend)
         if run is None:
@@ -216,6 +224,11 @@ def _rows(parameters: dict[str, Any], sections: dict[str, Any]) -> Iterator[tupl
             "1 generate",
             f"{backend}: wall / (L + rig floor)",
             _number(run["wall_over_latency_plus_floor"]),
+        )
+        yield (
+            "1 generate",
+            f"{backend}: wall / (L + download floor)",
+            _number(run["wall_over_latency_plus_download_floor"]),
         )
         yield (
             "1 generate",

@@ -185,10 +185,13 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
 
 
 async def _load_sections(stack: Stack, config: BenchConfig) -> dict[str, Any]:
-    """Section 1 per backend (after the rig floor), with 2 and 3a sampled during it."""
+    """Section 1 per backend (after the rig's and the download path's floors), with 2 and 3a
+    sampled during it."""
     results: dict[str, Any] = {"generate": {}, "health": {}, "memory": {"during_generate": {}}}
     floor = await bench.rig_floor(stack, config.requests)
     results["generate"]["rig_floor"] = floor
+    download_floor = await bench.download_floor(stack, config.requests)
+    results["generate"]["download_floor"] = download_floor
     timeout = 20 * config.latency_seconds + 120
     for backend in config.backends:
         run = await bench.concurrent_generations(
@@ -198,6 +201,7 @@ async def _load_sections(stack: Stack, config: BenchConfig) -> dict[str, Any]:
             timeout_seconds=timeout,
             health_interval_seconds=config.health_interval_seconds,
             floor_seconds=floor["delivery_seconds"],
+            download_floor_seconds=download_floor["delivery_seconds"],
         )
         results["generate"][backend] = run["generate"]
         results["health"][backend] = run["health"]

@@ -14,6 +14,7 @@ import os
 import shutil
 import ssl
 import statistics
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anyio
 import httpx
 
@@ -34,6 +36,8 @@ from backend.bench.probes import (
     rounded,
 )
 from backend.bench.processes import Stack
+from backend.mv.downloads import download_to_file
+from backend.mv.providers import DOWNLOAD_READ_BUFFER_BYTES, DOWNLOAD_SLOTS
 
 logger = logging.getLogger("backend.bench")
 
@@ -253,6 +257,47 @@ async def rig_floor(stack: Stack, clips: int) -> dict[str, Any]:
     }
 
 
+async def download_floor(stack: Stack, clips: int) -> dict[str, Any]:
+    """The service's own download path, alone: `clips` x S from the fake to disk, all at once.
+
+    `downloads.download_to_file` (TLS, the staged file, the worker-thread writes and
+    sha256, the fsync) in this process, with the server's slots and buffer size, and no
+    HTTP server, SDK or bookkeeping around it. The server's section 1 cannot end sooner than
+    L plus this; what it takes beyond is the cost of everything else.
+    """
+    urls = await _fake_clip_urls(stack, clips)
+    slots = asyncio.Semaphore(DOWNLOAD_SLOTS)
+    connector = aiohttp.TCPConnector(
+        limit=DOWNLOAD_SLOTS, ssl=ssl.create_default_context(cafile=str(stack.ca_cert_path))
+    )
+    with tempfile.TemporaryDirectory(dir=stack.output_dir.parent) as scratch:
+        async with aiohttp.ClientSession(
+            connector=connector, read_bufsize=DOWNLOAD_READ_BUFFER_BYTES
+        ) as session:
+            started = time.perf_counter()
+            written = await asyncio.gather(
+                *(
+                    download_to_file(
+                        session,
+                        url,
+                        Path(scratch) / f"{index}.mp4",
+                        backend="bench",
+                        hold_slot=lambda: slots,
+                    )
+                    for index, url in enumerate(urls)
+                )
+            )
+            seconds = time.perf_counter() - started
+    total_mib = sum(digest.size_bytes for digest in written) / MIB
+    return {
+        "requests": clips,
+        "succeeded": sum(digest.size_bytes == stack.clip_bytes for digest in written),
+        "total_mib": round(total_mib, 1),
+        "delivery_seconds": round(seconds, 3),
+        "throughput_mib_s": round(total_mib / seconds, 1),
+    }
+
+
 # --------------------------------------------------------------------------- 1, 2, 3a
 
 
@@ -264,6 +309,7 @@ async def concurrent_generations(
     timeout_seconds: float,
     health_interval_seconds: float,
     floor_seconds: float,
+    download_floor_seconds: float,
 ) -> dict[str, dict[str, Any]]:
     """Section 1 for one backend, with sections 2 and 3a sampled while it runs.
 
@@ -306,6 +352,9 @@ async def concurrent_generations(
         "wall_seconds": round(wall, 3),
         "wall_over_latency": round(wall / latency, 3),
         "wall_over_latency_plus_floor": round(wall / (latency + floor_seconds), 3),
+        "wall_over_latency_plus_download_floor": round(
+            wall / (latency + download_floor_seconds), 3
+        ),
         **_seconds_summary(outcomes),
         "queue_wait_max_s": max(queue_waits, default=None),
         **cpu.figures,

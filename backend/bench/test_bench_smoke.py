@@ -21,8 +21,10 @@ BACKENDS = ("replicate", "gemini")
 NUMERIC_FIGURES = {
     "generate": [
         ("rig_floor", "delivery_seconds"),
+        ("download_floor", "delivery_seconds"),
         *[(backend, "wall_over_latency") for backend in BACKENDS],
         *[(backend, "wall_over_latency_plus_floor") for backend in BACKENDS],
+        *[(backend, "wall_over_latency_plus_download_floor") for backend in BACKENDS],
         *[(backend, "latency_p50_s") for backend in BACKENDS],
         *[(backend, "latency_p99_s") for backend in BACKENDS],
     ],
