@@ -10,17 +10,25 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import aiohttp
 import httpx
 import pytest
 
+from backend.mv.errors import BackendError
+from backend.mv.providers import build_gemini_client
+from backend.mv.upstream import Deadline, call_with_retries, translate_google_error
 from backend.testing import fake_upstream as fake
-from backend.testing.apps import live_settings, make_settings, serve_app
+from backend.testing.apps import TEST_GEMINI_KEY, live_settings, make_settings, serve_app
 from backend.testing.fake_upstream import FakeUpstream
 from backend.testing.server_process import running_server
 
 VIDEO = "/api/mv/generate_video"
 SCENES = "/api/mv/create_scenes"
 CLIP_REQUEST = {"prompt": "A robot dances in the rain", "duration": 4}
+HTML_LABELLED_JSON = fake.HttpError(
+    503, b"<html><body>upstream busy</body></html>", {"content-type": "application/json"}
+)
+"""A proxy's error page in front of the provider: the SDK cannot parse it."""
 
 
 @pytest.fixture
@@ -119,17 +127,55 @@ async def test_malformed_key_is_a_400(mock_client: httpx.AsyncClient, key: bytes
 
 
 @pytest.mark.parametrize(
-    ("backend", "create_route"),
-    [("replicate", "replicate.create"), ("gemini", "gemini.predict_long_running")],
+    ("backend", "create_route", "fault"),
+    [
+        ("replicate", "replicate.create", fake.DropConnection()),
+        ("gemini", "gemini.predict_long_running", fake.DropConnection()),
+        ("gemini", "gemini.predict_long_running", HTML_LABELLED_JSON),
+    ],
+    ids=["replicate-dropped", "gemini-dropped", "gemini-unreadable-answer"],
 )
 async def test_create_that_may_have_started_a_job_is_not_retried(
-    live_client: httpx.AsyncClient, fake_upstream: FakeUpstream, backend: str, create_route: str
+    live_client: httpx.AsyncClient,
+    fake_upstream: FakeUpstream,
+    backend: str,
+    create_route: str,
+    fault: fake.Fault,
 ) -> None:
-    fake_upstream.inject(create_route, fake.DropConnection())
+    fake_upstream.inject(create_route, fault)
     response = await live_client.post(VIDEO, json={**CLIP_REQUEST, "backend": backend})
     assert response.status_code == 502
     assert response.json()["error_code"] == "BACKEND_ERROR"
     assert len(fake_upstream.requests_for(create_route)) == 1
+
+
+async def test_gemini_create_that_never_reached_the_provider_is_retried(tmp_path: Path) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        refusing_url = f"https://127.0.0.1:{closed.getsockname()[1]}"
+    settings = make_settings(
+        tmp_path, gemini_api_key=TEST_GEMINI_KEY, google_gemini_base_url=refusing_url
+    )
+    attempts = 0
+
+    async with aiohttp.ClientSession() as session:
+        gemini = build_gemini_client(settings, session, httpx.create_ssl_context())
+        assert gemini is not None
+
+        async def create() -> object:
+            nonlocal attempts
+            attempts += 1
+            return await gemini.aio.models.generate_content(model="gemini-2.5-flash", contents="x")
+
+        with pytest.raises(BackendError, match="ClientConnectorError"):
+            await call_with_retries(
+                create,
+                translate=translate_google_error,
+                backend="gemini",
+                max_attempts=2,
+                deadline=Deadline(30),
+            )
+    assert attempts == 2
 
 
 async def test_rate_limited_create_is_retried_after_retry_after(
@@ -152,11 +198,14 @@ async def test_permanently_failing_upstream_gives_up_after_the_attempt_budget(
     assert len(fake_upstream.requests_for("replicate.create")) == 3
 
 
+@pytest.mark.parametrize(
+    "fault", [fake.google_server_error(503), HTML_LABELLED_JSON], ids=["503", "html-page"]
+)
 async def test_polling_survives_transient_failures(
-    live_client: httpx.AsyncClient, fake_upstream: FakeUpstream
+    live_client: httpx.AsyncClient, fake_upstream: FakeUpstream, fault: fake.Fault
 ) -> None:
     fake_upstream.latency_seconds = 0.5
-    fake_upstream.inject("gemini.operation", fake.google_server_error(503), times=2)
+    fake_upstream.inject("gemini.operation", fault, times=2)
     response = await live_client.post(VIDEO, json={**CLIP_REQUEST, "backend": "gemini"})
     assert response.status_code == 200, response.text
     assert len(fake_upstream.requests_for("gemini.predict_long_running")) == 1

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import anyio
 import httpx
 
@@ -36,8 +35,9 @@ from backend.bench.probes import (
     rounded,
 )
 from backend.bench.processes import Stack
+from backend.config import Settings
 from backend.mv.downloads import download_to_file
-from backend.mv.providers import DOWNLOAD_READ_BUFFER_BYTES, DOWNLOAD_SLOTS
+from backend.mv.providers import DOWNLOAD_SLOTS, download_session
 
 logger = logging.getLogger("backend.bench")
 
@@ -261,19 +261,15 @@ async def download_floor(stack: Stack, clips: int) -> dict[str, Any]:
     """The service's own download path, alone: `clips` x S from the fake to disk, all at once.
 
     `downloads.download_to_file` (TLS, the staged file, the worker-thread writes and
-    sha256, the fsync) in this process, with the server's slots and buffer size, and no
-    HTTP server, SDK or bookkeeping around it. The server's section 1 cannot end sooner than
+    sha256, the fsync) in this process, on the server's download session and slots, with
+    no HTTP server, SDK or bookkeeping around it. The server's section 1 cannot end sooner than
     L plus this; what it takes beyond is the cost of everything else.
     """
     urls = await _fake_clip_urls(stack, clips)
     slots = asyncio.Semaphore(DOWNLOAD_SLOTS)
-    connector = aiohttp.TCPConnector(
-        limit=DOWNLOAD_SLOTS, ssl=ssl.create_default_context(cafile=str(stack.ca_cert_path))
-    )
+    trust = ssl.create_default_context(cafile=str(stack.ca_cert_path))
     with tempfile.TemporaryDirectory(dir=stack.output_dir.parent) as scratch:
-        async with aiohttp.ClientSession(
-            connector=connector, read_bufsize=DOWNLOAD_READ_BUFFER_BYTES
-        ) as session:
+        async with download_session(Settings(_env_file=None), trust) as session:
             started = time.perf_counter()
             written = await asyncio.gather(
                 *(

@@ -1,9 +1,10 @@
 """Streams a provider's output file to disk: chunk by chunk, through a temporary file.
 
-Downloads use aiohttp rather than httpx (which the SDKs use for their API calls): moving
-hundreds of megabytes through one event loop costs about a third of the CPU per MiB there (its
-parser is C, and it reads TLS straight from asyncio's transport), which decides how soon
-200 finished clips are all on disk; see .devdocs/performance.md.
+Downloads use aiohttp rather than httpx (which the Replicate SDK uses): moving hundreds of
+megabytes through one event loop costs about a third of the CPU per MiB there (its parser
+is C, and it reads TLS straight from asyncio's transport), which decides how soon 200
+finished clips are all on disk; see .devdocs/performance.md. URLs are sent exactly as the
+provider wrote them (`encoded=True`): a signed storage URL must not be re-quoted.
 """
 
 import asyncio
@@ -35,6 +36,20 @@ def _origin(url: URL) -> tuple[str, str | None, int | None]:
     return url.scheme, url.host, url.port
 
 
+def same_origin(first: str, second: str) -> bool:
+    """Scheme, host and port alike (a default port counts as written out)."""
+    return _origin(URL(first, encoded=True)) == _origin(URL(second, encoded=True))
+
+
+def _redirect_target(response: aiohttp.ClientResponse, location: str, backend: str) -> URL:
+    try:
+        return response.url.join(URL(location, encoded=True))
+    except ValueError as exc:
+        raise BackendError(
+            "The provider's download redirected to an invalid URL", backend=backend
+        ) from exc
+
+
 async def _open_following_redirects(
     client: aiohttp.ClientSession, url: str, headers: dict[str, str] | None, backend: str
 ) -> aiohttp.ClientResponse:
@@ -42,7 +57,7 @@ async def _open_following_redirects(
     `x-goog-api-key`) are sent only to the host they were given for, never to the storage
     host a file service redirects to. A client's own redirect handling drops only
     `Authorization`."""
-    target = URL(url)
+    target = URL(url, encoded=True)
     origin = _origin(target)
     for _ in range(MAX_REDIRECTS + 1):
         response = await client.get(target, headers=headers, allow_redirects=False)
@@ -50,7 +65,7 @@ async def _open_following_redirects(
         if response.status not in REDIRECT_STATUSES or location is None:
             return response
         response.release()
-        target = response.url.join(URL(location))
+        target = _redirect_target(response, location, backend)
         if _origin(target) != origin:
             headers = None
     raise BackendError("The provider's download redirected too many times", backend=backend)

@@ -14,6 +14,7 @@ output downloads, each holding buffers while it streams, take turns in a few slo
 """
 
 import asyncio
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +51,7 @@ class ProviderClients:
     gemini: genai.Client | None
     replicate: replicate.Client | None
     downloads: aiohttp.ClientSession
-    gemini_session: aiohttp.ClientSession | None = None
+    gemini_session: aiohttp.ClientSession
     download_slots: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(DOWNLOAD_SLOTS)
     )
@@ -71,8 +72,7 @@ class ProviderClients:
     async def aclose(self) -> None:
         """Close every pool; the Google SDK leaves a caller-supplied session open."""
         await self.downloads.close()
-        if self.gemini_session is not None:
-            await self.gemini_session.close()
+        await self.gemini_session.close()
         if self.replicate is not None:
             await self.replicate._async_client.aclose()
 
@@ -96,34 +96,49 @@ def _timeout(settings: Settings) -> httpx.Timeout:
     return httpx.Timeout(settings.mv_generation_timeout_seconds, connect=CONNECT_TIMEOUT_SECONDS)
 
 
-def _aiohttp_session(settings: Settings, connections: int, **options: Any) -> aiohttp.ClientSession:
-    """An aiohttp session trusting what the SDKs' httpx clients trust (certifi, or
-    `SSL_CERT_FILE` / `SSL_CERT_DIR`, read now); reads bounded like `_timeout`."""
+def _aiohttp_session(
+    settings: Settings, connections: int, trust: ssl.SSLContext, **options: Any
+) -> aiohttp.ClientSession:
+    """Like the httpx clients: proxy variables honoured, connects bounded by
+    `CONNECT_TIMEOUT_SECONDS` and reads by the generation timeout (the Gemini SDK replaces
+    both with one total timeout per request)."""
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=connections, ssl=httpx.create_ssl_context()),
+        connector=aiohttp.TCPConnector(limit=connections, ssl=trust),
         timeout=aiohttp.ClientTimeout(
             total=None,
             connect=CONNECT_TIMEOUT_SECONDS,
             sock_read=settings.mv_generation_timeout_seconds,
         ),
+        trust_env=True,
         **options,
     )
 
 
-def build_gemini_client(settings: Settings, session: aiohttp.ClientSession) -> genai.Client | None:
+def download_session(settings: Settings, trust: ssl.SSLContext) -> aiohttp.ClientSession:
+    """The session output files stream through: `DOWNLOAD_SLOTS` connections, each
+    buffering at most twice `DOWNLOAD_READ_BUFFER_BYTES`."""
+    return _aiohttp_session(
+        settings, DOWNLOAD_SLOTS, trust, read_bufsize=DOWNLOAD_READ_BUFFER_BYTES
+    )
+
+
+def build_gemini_client(
+    settings: Settings, session: aiohttp.ClientSession, trust: ssl.SSLContext
+) -> genai.Client | None:
     """The SDK runs on our aiohttp session: each call costs about a third of the CPU it
     costs on httpx, which counts when hundreds of operations are polled.
 
     One attempt in `retry_options` turns the SDK's own retries off, among them a silent
     re-send after a dropped connection that could start a second paid job; retrying is
     `upstream.call_with_retries`'s decision. The SDK sets its per-request timeout (none
-    unless given), so give it.
+    unless given) and TLS context (its own unless given), so give both.
     """
     if not settings.gemini_api_key:
         return None
     options = genai_types.HttpOptions(
         base_url=settings.google_gemini_base_url,
         aiohttp_client=session,
+        async_client_args={"ssl": trust},
         timeout=int(settings.mv_generation_timeout_seconds * 1000),
         retry_options=genai_types.HttpRetryOptions(attempts=1),
     )
@@ -144,13 +159,16 @@ def build_replicate_client(settings: Settings) -> replicate.Client | None:
 
 
 def build_provider_clients(settings: Settings) -> ProviderClients:
-    """Must run inside the event loop: aiohttp binds its sessions to it."""
-    gemini_session = _aiohttp_session(settings, _connection_cap(settings, 2))
+    """Must run inside the event loop: aiohttp binds its sessions to it.
+
+    Every client trusts what httpx trusts by default: certifi, or `SSL_CERT_FILE` /
+    `SSL_CERT_DIR` as set now.
+    """
+    trust = httpx.create_ssl_context()
+    gemini_session = _aiohttp_session(settings, _connection_cap(settings, 2), trust)
     return ProviderClients(
-        gemini=build_gemini_client(settings, gemini_session),
+        gemini=build_gemini_client(settings, gemini_session, trust),
         replicate=build_replicate_client(settings),
-        downloads=_aiohttp_session(
-            settings, DOWNLOAD_SLOTS, read_bufsize=DOWNLOAD_READ_BUFFER_BYTES
-        ),
+        downloads=download_session(settings, trust),
         gemini_session=gemini_session,
     )

@@ -25,6 +25,7 @@ class FileService:
 
     def __init__(self) -> None:
         self.keys_seen: list[tuple[str, str | None]] = []
+        self.raw_paths_seen: list[str] = []
         self.redirect_to: str = ""
         self.failures_left = 0
         self.server = TestServer(self._app(), host="127.0.0.1")
@@ -40,13 +41,15 @@ class FileService:
         return f"http://{host}:{self.server.port}{path}"
 
     def _record(self, request: web.Request) -> None:
+        self.raw_paths_seen.append(request.raw_path)
         self.keys_seen.append(
             (request.host.partition(":")[0], request.headers.get("x-goog-api-key"))
         )
 
     async def _download(self, request: web.Request) -> web.Response:
+        """The Location header goes out exactly as set (aiohttp's HTTPFound re-encodes it)."""
         self._record(request)
-        raise web.HTTPFound(self.redirect_to)
+        return web.Response(status=302, headers={"Location": self.redirect_to})
 
     async def _media(self, request: web.Request) -> web.Response:
         self._record(request)
@@ -113,7 +116,7 @@ async def test_endless_redirects_are_a_backend_error(
     assert not list(tmp_path.iterdir())
 
 
-async def test_a_busy_file_service_is_retried_up_to_the_attempt_budget(
+async def test_a_busy_file_service_is_asked_again(
     tmp_path: Path, service: FileService, session: aiohttp.ClientSession
 ) -> None:
     service.failures_left = 1
@@ -125,16 +128,47 @@ async def test_a_busy_file_service_is_retried_up_to_the_attempt_budget(
         max_attempts=2,
     )
     assert written.size_bytes == len(CLIP)
-    assert len(service.keys_seen) == 2
+    assert (tmp_path / "clip.mp4").read_bytes() == CLIP
+    assert len(service.raw_paths_seen) == 2
 
-    service.failures_left = 2
+
+async def test_retries_stop_at_the_attempt_budget(
+    tmp_path: Path, service: FileService, session: aiohttp.ClientSession
+) -> None:
+    service.failures_left = 3
     with pytest.raises(BackendError, match=r"HTTP 503") as caught:
         await download_to_file(
             session,
             service.url("/media/clip.mp4"),
-            tmp_path / "again.mp4",
+            tmp_path / "clip.mp4",
             backend="replicate",
             max_attempts=2,
         )
     assert caught.value.retryable
-    assert not (tmp_path / "again.mp4").exists()
+    assert len(service.raw_paths_seen) == 2
+    assert not list(tmp_path.iterdir())
+
+
+async def test_signed_urls_are_sent_exactly_as_written(
+    tmp_path: Path, service: FileService, session: aiohttp.ClientSession
+) -> None:
+    signed = "/media/clip.mp4?sig=a%2Fb%3D%3D&expires=1%7E2"
+    service.redirect_to = service.url(signed)
+    await download_to_file(
+        session,
+        service.url("/v1beta/files/abc:download?alt=media&key=x%2By"),
+        tmp_path / "clip.mp4",
+        backend="gemini",
+    )
+    assert service.raw_paths_seen == ["/v1beta/files/abc:download?alt=media&key=x%2By", signed]
+
+
+async def test_a_redirect_to_an_invalid_url_is_a_backend_error(
+    tmp_path: Path, service: FileService, session: aiohttp.ClientSession
+) -> None:
+    service.redirect_to = "http://[not-an-address/clip.mp4"
+    with pytest.raises(BackendError, match="invalid URL"):
+        await download_to_file(
+            session, service.url("/v1beta/files/abc:download"), tmp_path / "f.mp4", backend="gemini"
+        )
+    assert not list(tmp_path.iterdir())

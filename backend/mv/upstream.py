@@ -6,6 +6,7 @@ connection that never reached the provider cannot have started paid work.
 """
 
 import asyncio
+import json
 import logging
 import random
 import re
@@ -35,17 +36,17 @@ T = TypeVar("T")
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 8.0
 
-NEVER_SENT_ERRORS = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    aiohttp.ClientConnectorError,
-    aiohttp.ConnectionTimeoutError,
-)
+NEVER_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, aiohttp.ClientConnectorError)
 """Network failures before a request was sent: the Replicate SDK's (httpx) and the Gemini
-SDK's (aiohttp, see `providers.build_gemini_client`)."""
+SDK's (aiohttp, see `providers.build_gemini_client`). The Gemini SDK gives aiohttp one
+total timeout per request, so a connect that hangs ends in our deadline instead."""
+UNREADABLE_ANSWER_ERRORS = (json.JSONDecodeError, UnicodeDecodeError)
+"""An answer whose body could not be read, e.g. a proxy's HTML error page labelled as JSON:
+google-genai on aiohttp parses error bodies without guarding against it."""
 PROVIDER_ERRORS = (
     httpx.RequestError,
     aiohttp.ClientError,
+    *UNREADABLE_ANSWER_ERRORS,
     genai_errors.APIError,
     ReplicateError,
 )
@@ -122,6 +123,11 @@ def _retryable(error: MVError, hint_seconds: float | None = None) -> MVError:
 
 
 def _transport_error(exc: Exception, backend: str) -> MVError:
+    """A network failure or an unreadable answer; retryable only if nothing was sent."""
+    if isinstance(exc, UNREADABLE_ANSWER_ERRORS):
+        return BackendError(
+            f"The provider's answer could not be read ({type(exc).__name__})", backend=backend
+        )
     error = BackendError(
         f"The provider could not be reached ({type(exc).__name__})", backend=backend
     )
@@ -162,7 +168,7 @@ def provider_status_error(
 
 
 def translate_google_error(exc: Exception, backend: str) -> MVError:
-    if isinstance(exc, aiohttp.ClientError):
+    if isinstance(exc, (aiohttp.ClientError, *UNREADABLE_ANSWER_ERRORS)):
         return _transport_error(exc, backend)
     if isinstance(exc, genai_errors.APIError):
         message = exc.message or exc.status or "no message"
@@ -175,7 +181,7 @@ def translate_google_error(exc: Exception, backend: str) -> MVError:
 
 
 def translate_replicate_error(exc: Exception, backend: str) -> MVError:
-    if isinstance(exc, httpx.RequestError):
+    if isinstance(exc, (httpx.RequestError, *UNREADABLE_ANSWER_ERRORS)):
         return _transport_error(exc, backend)
     if isinstance(exc, ReplicateError):
         message = exc.detail or exc.title or "no detail"

@@ -83,7 +83,11 @@ VEO_FILTERED_REASON = (
 
 @dataclass(frozen=True)
 class HttpError:
-    """Answer the request with this status, JSON body (None: empty) and headers (any route)."""
+    """Answer the request with this status, body and headers (any route).
+
+    The body is sent as JSON; None sends none, and bytes are sent as they are (with the
+    content type the headers give), e.g. an HTML error page labelled as JSON.
+    """
 
     status: int
     body: Any = None
@@ -96,8 +100,9 @@ class DropConnection:
 
     With `after_bytes` (download routes only) the response headers and that many body
     bytes are sent first, then the connection is aborted: an interrupted download. (If
-    `after_bytes` is at least the file size, the download completes.) Clients see an
-    httpx.RemoteProtocolError. Needs uvicorn: ASGI itself cannot abort a connection.
+    `after_bytes` is at least the file size, the download completes.) Clients see a lost
+    connection (httpx.RemoteProtocolError; aiohttp.ServerDisconnectedError, or
+    ClientPayloadError mid-body). Needs uvicorn: ASGI itself cannot abort a connection.
     """
 
     after_bytes: int | None = None
@@ -824,8 +829,9 @@ class FakeUpstream:
         fault = self._next_fault(route)
         if isinstance(fault, HttpError):
             headers = dict(fault.headers)
-            if fault.body is None:
-                raise _Interrupt(Response(status_code=fault.status, headers=headers))
+            if fault.body is None or isinstance(fault.body, bytes):
+                raw = Response(fault.body, status_code=fault.status, headers=headers)
+                raise _Interrupt(raw)
             if route.startswith("replicate."):
                 raise _Interrupt(self._problem_response(fault.body, fault.status, headers))
             raise _Interrupt(JSONResponse(fault.body, status_code=fault.status, headers=headers))

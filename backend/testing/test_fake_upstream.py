@@ -64,7 +64,7 @@ async def gemini(fake_upstream: FakeUpstream, tmp_path: Path) -> AsyncIterator[g
         tmp_path, gemini_api_key=GEMINI_KEY, google_gemini_base_url=fake_upstream.base_url
     )
     async with aiohttp.ClientSession() as session:
-        client = build_gemini_client(settings, session)
+        client = build_gemini_client(settings, session, httpx.create_ssl_context())
         assert client is not None
         yield client
 
@@ -634,7 +634,7 @@ async def test_dropped_connection_surfaces_as_a_transport_error_in_both_sdks(
     fake_upstream.inject("gemini.generate_content", DropConnection())
     fake_upstream.inject("replicate.create", DropConnection())
 
-    with pytest.raises(aiohttp.ClientError):
+    with pytest.raises(aiohttp.ServerDisconnectedError):
         await gemini.aio.models.generate_content(model=TEXT_MODEL, contents="A cat")
     with pytest.raises(httpx.TransportError):
         await replicate_client.models.predictions.async_create(

@@ -12,11 +12,11 @@ import asyncio
 import logging
 from pathlib import Path
 
-import httpx
 from google.genai import types as genai_types
+from yarl import URL
 
 from backend.mv import debug
-from backend.mv.downloads import download_output
+from backend.mv.downloads import download_output, same_origin
 from backend.mv.errors import (
     ContentPolicyViolation,
     GenerationFailed,
@@ -85,8 +85,7 @@ def _finished_video_uri(operation: genai_types.GenerateVideosOperation) -> str:
 def _key_header(uri: str, api_key: str, base_url: str) -> dict[str, str] | None:
     """The API key goes only to the Gemini API itself, over HTTPS; a clip URI on any other
     host is fetched without it."""
-    target, api = httpx.URL(uri), httpx.URL(base_url)
-    if target.scheme == "https" and (target.host, target.port) == (api.host, api.port):
+    if URL(uri, encoded=True).scheme == "https" and same_origin(uri, base_url):
         return {"x-goog-api-key": api_key}
     return None
 
