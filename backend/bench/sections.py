@@ -30,6 +30,7 @@ from backend.bench.probes import (
     CpuMeter,
     HealthSampler,
     RssSampler,
+    collector_paused,
     latency_summary_ms,
     percentile,
     rounded,
@@ -270,20 +271,21 @@ async def download_floor(stack: Stack, clips: int) -> dict[str, Any]:
     trust = ssl.create_default_context(cafile=str(stack.ca_cert_path))
     with tempfile.TemporaryDirectory(dir=stack.output_dir.parent) as scratch:
         async with download_session(Settings(_env_file=None), trust) as session:
-            started = time.perf_counter()
-            written = await asyncio.gather(
-                *(
-                    download_to_file(
-                        session,
-                        url,
-                        Path(scratch) / f"{index}.mp4",
-                        backend="bench",
-                        hold_slot=lambda: slots,
+            with collector_paused():
+                started = time.perf_counter()
+                written = await asyncio.gather(
+                    *(
+                        download_to_file(
+                            session,
+                            url,
+                            Path(scratch) / f"{index}.mp4",
+                            backend="bench",
+                            hold_slot=lambda: slots,
+                        )
+                        for index, url in enumerate(urls)
                     )
-                    for index, url in enumerate(urls)
                 )
-            )
-            seconds = time.perf_counter() - started
+                seconds = time.perf_counter() - started
     total_mib = sum(digest.size_bytes for digest in written) / MIB
     return {
         "requests": clips,
@@ -326,6 +328,7 @@ async def concurrent_generations(
         warm_up = await generate_clip(callers[0], stack, backend, -1)
         await _remove_clips([warm_up])
         with (
+            collector_paused(),
             _cpu_meter(stack) as cpu,
             RssSampler(stack.server_pid) as rss,
             HealthSampler(stack.server_url, health_interval_seconds) as health,
@@ -373,7 +376,7 @@ async def streaming_memory(
     warm_up = await generate_clip(client, stack, backend, -1)
     await _remove_clips([warm_up])
     await asyncio.sleep(STREAM_SETTLE_SECONDS)
-    with _cpu_meter(stack) as cpu, RssSampler(stack.server_pid) as rss:
+    with collector_paused(), _cpu_meter(stack) as cpu, RssSampler(stack.server_pid) as rss:
         started = time.perf_counter()
         outcomes = await asyncio.gather(
             *(generate_clip(client, stack, backend, index) for index in range(clips))
@@ -460,8 +463,9 @@ async def get_video_throughput(
         return {**_request_figures([clip]), "throughput_mib_s": None, "range_matches": False}
     url = f"{stack.server_url}{clip.body['video_url']}"
     size = clip.body["metadata"]["file_size_bytes"]
-    httpx_seconds = [await _stream_and_discard(client, url, size) for _ in range(repeats)]
-    curl_seconds = await _curl_seconds(url, size) if shutil.which("curl") else None
+    with collector_paused():
+        httpx_seconds = [await _stream_and_discard(client, url, size) for _ in range(repeats)]
+        curl_seconds = await _curl_seconds(url, size) if shutil.which("curl") else None
     range_figures = await _range_check(client, url, Path(clip.body["video_path"]), size)
     size_mib = size / MIB
     httpx_rates = [size_mib / seconds for seconds in httpx_seconds if seconds]
@@ -526,11 +530,14 @@ async def create_scenes_overhead(
         return None if count == SCENE_COUNT else f"{count} scenes"
 
     warm_up = await _post_json(client, url, SCENES_REQUEST, check)
-    in_sequence = [await _post_json(client, url, SCENES_REQUEST, check) for _ in range(sequential)]
-    at_once = await asyncio.gather(
-        *(_post_json(client, url, SCENES_REQUEST, check) for _ in range(concurrent))
-    )
-    direct = await _direct_scene_calls(stack, min(sequential, RIG_SCENE_CALLS))
+    with collector_paused():
+        in_sequence = [
+            await _post_json(client, url, SCENES_REQUEST, check) for _ in range(sequential)
+        ]
+        at_once = await asyncio.gather(
+            *(_post_json(client, url, SCENES_REQUEST, check) for _ in range(concurrent))
+        )
+        direct = await _direct_scene_calls(stack, min(sequential, RIG_SCENE_CALLS))
     latency = stack.latency_seconds
 
     def overheads(outcomes: Sequence[Outcome]) -> list[float]:
