@@ -10,12 +10,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import aiohttp
 import httpx
 import pytest
 
 from backend.mv.errors import BackendError
-from backend.mv.providers import build_gemini_client
+from backend.mv.providers import build_provider_clients
 from backend.mv.upstream import Deadline, call_with_retries, translate_google_error
 from backend.testing import fake_upstream as fake
 from backend.testing.apps import TEST_GEMINI_KEY, live_settings, make_settings, serve_app
@@ -156,17 +155,16 @@ async def test_gemini_create_that_never_reached_the_provider_is_retried(tmp_path
     settings = make_settings(
         tmp_path, gemini_api_key=TEST_GEMINI_KEY, google_gemini_base_url=refusing_url
     )
+    clients = build_provider_clients(settings)
+    gemini = clients.require_gemini()
     attempts = 0
 
-    async with aiohttp.ClientSession() as session:
-        gemini = build_gemini_client(settings, session, httpx.create_ssl_context())
-        assert gemini is not None
+    async def create() -> object:
+        nonlocal attempts
+        attempts += 1
+        return await gemini.aio.models.generate_content(model="gemini-2.5-flash", contents="x")
 
-        async def create() -> object:
-            nonlocal attempts
-            attempts += 1
-            return await gemini.aio.models.generate_content(model="gemini-2.5-flash", contents="x")
-
+    try:
         with pytest.raises(BackendError, match="ClientConnectorError"):
             await call_with_retries(
                 create,
@@ -175,6 +173,8 @@ async def test_gemini_create_that_never_reached_the_provider_is_retried(tmp_path
                 max_attempts=2,
                 deadline=Deadline(30),
             )
+    finally:
+        await clients.aclose()
     assert attempts == 2
 
 

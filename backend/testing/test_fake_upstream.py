@@ -21,7 +21,7 @@ from PIL import Image
 from replicate.exceptions import ModelError, ReplicateError
 from replicate.helpers import FileOutput
 
-from backend.mv.providers import build_gemini_client
+from backend.mv.providers import build_provider_clients
 from backend.testing.apps import make_settings
 from backend.testing.fake_upstream import (
     DEFAULT_CLIP_BYTES,
@@ -58,15 +58,16 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 async def gemini(fake_upstream: FakeUpstream, tmp_path: Path) -> AsyncIterator[genai.Client]:
-    """Built as the service builds it (`providers.build_gemini_client`): on an aiohttp
-    session of our own, with the SDK's own retries off."""
+    """The service's own Gemini client (`providers.build_provider_clients`): on its aiohttp
+    session, with the SDK's own retries off."""
     settings = make_settings(
         tmp_path, gemini_api_key=GEMINI_KEY, google_gemini_base_url=fake_upstream.base_url
     )
-    async with aiohttp.ClientSession() as session:
-        client = build_gemini_client(settings, session, httpx.create_ssl_context())
-        assert client is not None
-        yield client
+    clients = build_provider_clients(settings)
+    try:
+        yield clients.require_gemini()
+    finally:
+        await clients.aclose()
 
 
 @pytest.fixture
