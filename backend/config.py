@@ -51,5 +51,14 @@ class Settings(BaseSettings):
         return frozenset(key.strip() for key in self.mv_api_keys.split(",") if key.strip())
 
     @cached_property
+    def provider_keys(self) -> list[str]:
+        """Every provider key that is set (any `*_api_key` or `*_api_token` field), so a new
+        provider's key is scrubbed from error messages without being listed anywhere."""
+        names = (
+            name for name in type(self).model_fields if name.endswith(("_api_key", "_api_token"))
+        )
+        return [value for name in names if (value := getattr(self, name))]
+
+    @cached_property
     def cors_origins(self) -> list[str]:
         return [origin.strip() for origin in self.mv_cors_origins.split(",") if origin.strip()]

@@ -5,47 +5,46 @@ one uvicorn serves, configured from the environment and `.env`.
 """
 
 import logging
+import tomllib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 
-from backend.api_errors import install_error_handlers
-from backend.config import Settings
-from backend.dependencies import RuntimeDep
+from backend.api.dependencies import SettingsDep
+from backend.api.errors import install_error_handlers
+from backend.api.middleware import (
+    ApiKeyMiddleware,
+    BodySizeLimitMiddleware,
+    RequestContextMiddleware,
+)
+from backend.config import REPO_ROOT, Settings
 from backend.logging_setup import configure_logging
-from backend.middleware import ApiKeyMiddleware, BodySizeLimitMiddleware, RequestContextMiddleware
-from backend.mv import debug
-from backend.mv.concurrency import GenerationLimiter
-from backend.mv.configuration import CONFIG_DIR, ConfigError, load_configs
-from backend.mv.idempotency import IdempotencyStore
-from backend.mv.providers import build_provider_clients
-from backend.mv.replicate_runner import finish_cancellations
-from backend.mv.runtime import Runtime
-from backend.mv.storage import remove_leftover_temporaries
+from backend.mv.configuration import CONFIG_DIR, ConfigError
+from backend.mv.runtime import build_runtime
 from backend.routers import mv
 
 logger = logging.getLogger("backend")
 
-try:
-    SERVICE_VERSION = version("mv-backend")
-except PackageNotFoundError:
-    SERVICE_VERSION = "0.1.0"
+SERVICE_VERSION = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+"""The project's version, read from pyproject.toml: the project is not installed as a
+package, so the installed-distribution metadata has none."""
 
-ENDPOINTS = {
-    "health": "/health",
-    "docs": "/docs",
-    "openapi": "/openapi.json",
-    "mv_create_scenes": "/api/mv/create_scenes",
-    "mv_generate_character_reference": "/api/mv/generate_character_reference",
-    "mv_get_character_reference": "/api/mv/get_character_reference/{image_id}",
-    "mv_generate_video": "/api/mv/generate_video",
-    "mv_get_video": "/api/mv/get_video/{video_id}",
-    "mv_get_video_info": "/api/mv/get_video/{video_id}/info",
-}
+SERVICE_ENDPOINTS = {"health": "/health", "docs": "/docs", "openapi": "/openapi.json"}
+
+
+def endpoints() -> dict[str, str]:
+    """`GET /`'s endpoint map: the service routes and every `mv_` route, by route name, so
+    each path is written once, on its route."""
+    named = {
+        route.name: route.path
+        for route in mv.router.routes
+        if isinstance(route, APIRoute) and route.name.startswith("mv_")
+    }
+    return {**SERVICE_ENDPOINTS, **named}
 
 
 def create_app(settings: Settings | None = None, *, config_dir: Path = CONFIG_DIR) -> FastAPI:
@@ -56,32 +55,15 @@ def create_app(settings: Settings | None = None, *, config_dir: Path = CONFIG_DI
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            configs = load_configs(config_dir)
+            app.state.runtime = await build_runtime(settings, config_dir=config_dir)
         except ConfigError as exc:
             logger.error("cannot start: %s", exc)
             raise
-        debug.log_configs_loaded(configs)
-        removed = remove_leftover_temporaries(settings.mv_output_dir)
-        if removed:
-            logger.info("removed %d leftover temporary files", len(removed))
-        idempotency = IdempotencyStore(settings.mv_output_dir)
-        if pruned := idempotency.prune_expired():
-            logger.info("removed %d expired idempotency records", pruned)
-        clients = build_provider_clients(settings)
-        app.state.runtime = Runtime(
-            settings=settings,
-            configs=configs,
-            clients=clients,
-            limiter=GenerationLimiter(settings.mv_max_concurrent_generations),
-            idempotency=idempotency,
-        )
         logger.info("ready: mode=%s output_dir=%s", _mode(settings), settings.mv_output_dir)
         try:
             yield
         finally:
-            await app.state.runtime.idempotency.cancel_running()
-            await finish_cancellations()
-            await clients.aclose()
+            await app.state.runtime.aclose()
 
     app = FastAPI(
         title="Music-video generation API",
@@ -118,9 +100,8 @@ def _mode(settings: Settings) -> str:
 
 def _add_service_routes(app: FastAPI) -> None:
     @app.get("/", summary="Service info", tags=["service"])
-    async def service_info(runtime: RuntimeDep) -> dict:
+    async def service_info(settings: SettingsDep) -> dict:
         """Version, mode (`live` or `mock`), which providers have keys, and every endpoint."""
-        settings = runtime.settings
         return {
             "service": "mv-backend",
             "version": SERVICE_VERSION,
@@ -130,7 +111,7 @@ def _add_service_routes(app: FastAPI) -> None:
                 "replicate": bool(settings.replicate_api_token),
             },
             "authentication": "api_key" if settings.api_keys else "none",
-            "endpoints": ENDPOINTS,
+            "endpoints": endpoints(),
         }
 
     @app.get("/health", summary="Liveness", tags=["service"])

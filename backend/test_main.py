@@ -8,7 +8,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backend.main import ENDPOINTS
 from backend.testing.apps import make_settings, serve_app
 from backend.testing.contract import ERROR_KEYS, assert_error_shape
 
@@ -23,14 +22,18 @@ async def test_root_reports_mode_providers_and_every_endpoint(client: httpx.Asyn
     body = (await client.get("/")).json()
     assert body["mode"] == "mock"
     assert body["providers_configured"] == {"gemini": False, "replicate": False}
-    for name in (
-        "mv_create_scenes",
-        "mv_generate_character_reference",
-        "mv_generate_video",
-        "mv_get_video",
-        "mv_get_video_info",
-    ):
-        assert body["endpoints"][name] == ENDPOINTS[name]
+    expected = {
+        "health": "/health",
+        "docs": "/docs",
+        "openapi": "/openapi.json",
+        "mv_create_scenes": "/api/mv/create_scenes",
+        "mv_generate_character_reference": "/api/mv/generate_character_reference",
+        "mv_get_character_reference": "/api/mv/get_character_reference/{image_id}",
+        "mv_generate_video": "/api/mv/generate_video",
+        "mv_get_video": "/api/mv/get_video/{video_id}",
+        "mv_get_video_info": "/api/mv/get_video/{video_id}/info",
+    }
+    assert {name: body["endpoints"].get(name) for name in expected} == expected
 
 
 async def test_root_reports_live_mode_and_configured_providers(tmp_path: Path) -> None:

@@ -14,10 +14,17 @@ import httpx
 import pytest
 
 from backend.mv.errors import BackendError
-from backend.mv.providers import build_provider_clients
-from backend.mv.upstream import Deadline, call_with_retries, translate_google_error
+from backend.mv.providers.deadline import Deadline
+from backend.mv.providers.gemini.errors import GEMINI_ERRORS
+from backend.mv.providers.retries import call_with_retries
 from backend.testing import fake_upstream as fake
-from backend.testing.apps import TEST_GEMINI_KEY, live_settings, make_settings, serve_app
+from backend.testing.apps import (
+    TEST_GEMINI_KEY,
+    live_settings,
+    make_settings,
+    serve_app,
+    service_gemini_client,
+)
 from backend.testing.fake_upstream import FakeUpstream
 from backend.testing.server_process import running_server
 
@@ -155,26 +162,22 @@ async def test_gemini_create_that_never_reached_the_provider_is_retried(tmp_path
     settings = make_settings(
         tmp_path, gemini_api_key=TEST_GEMINI_KEY, google_gemini_base_url=refusing_url
     )
-    clients = build_provider_clients(settings)
-    gemini = clients.require_gemini()
     attempts = 0
+    async with service_gemini_client(settings) as gemini:
 
-    async def create() -> object:
-        nonlocal attempts
-        attempts += 1
-        return await gemini.aio.models.generate_content(model="gemini-2.5-flash", contents="x")
+        async def create() -> object:
+            nonlocal attempts
+            attempts += 1
+            return await gemini.aio.models.generate_content(model="gemini-2.5-flash", contents="x")
 
-    try:
         with pytest.raises(BackendError, match="ClientConnectorError"):
             await call_with_retries(
                 create,
-                translate=translate_google_error,
+                errors=GEMINI_ERRORS,
                 backend="gemini",
                 max_attempts=2,
                 deadline=Deadline(30),
             )
-    finally:
-        await clients.aclose()
     assert attempts == 2
 
 
@@ -321,7 +324,7 @@ async def test_a_refused_output_download_is_a_backend_error(
     response = await live_client.post(VIDEO, json=CLIP_REQUEST)
     assert response.status_code == 502
     assert response.json()["error_code"] == "BACKEND_ERROR"
-    assert not list((tmp_path / "videos").iterdir())
+    assert not list(tmp_path.glob("videos/*"))
 
 
 @pytest.mark.parametrize(

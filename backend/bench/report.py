@@ -209,7 +209,7 @@ def _rows(parameters: dict[str, Any], sections: dict[str, Any]) -> Iterator[tupl
     if download_floor is not None:
         yield (
             "1 generate",
-            f"download floor: the service's download_to_file alone, {_ratio(download_floor)}",
+            f"download floor: the service's download path alone, {_ratio(download_floor)}",
             f"{download_floor['delivery_seconds']:.2f} s "
             f"({download_floor['throughput_mib_s']:.0f} MiB/s)",
         )

@@ -38,8 +38,8 @@ from backend.bench.probes import (
 )
 from backend.bench.processes import Stack
 from backend.config import Settings
-from backend.mv.downloads import download_to_file
-from backend.mv.providers import DOWNLOAD_SLOTS, download_session
+from backend.mv.providers.downloads import DOWNLOAD_SLOTS, download, download_session
+from backend.mv.storage.local import LocalStore
 
 logger = logging.getLogger("backend.bench")
 
@@ -273,7 +273,7 @@ async def rig_floor(stack: Stack, clips: int) -> dict[str, Any]:
 async def download_floor(stack: Stack, clips: int) -> dict[str, Any]:
     """The service's own download path, alone: `clips` x S from the fake to disk, all at once.
 
-    `downloads.download_to_file` (TLS, the staged file, the worker-thread writes and
+    `downloads.download` into the local store (TLS, the staged file, the worker-thread writes and
     sha256, the fsync) in this process, on the server's download session and slots, with
     no HTTP server, SDK or bookkeeping around it. The server's section 1 cannot end sooner than
     L plus this; what it takes beyond is the cost of everything else.
@@ -282,15 +282,16 @@ async def download_floor(stack: Stack, clips: int) -> dict[str, Any]:
     slots = asyncio.Semaphore(DOWNLOAD_SLOTS)
     trust = ssl.create_default_context(cafile=str(stack.ca_cert_path))
     with tempfile.TemporaryDirectory(dir=stack.output_dir.parent) as scratch:
+        store = LocalStore(Path(scratch))
         async with download_session(Settings(_env_file=None), trust) as session:
             with collector_paused():
                 started = time.perf_counter()
                 written = await asyncio.gather(
                     *(
-                        download_to_file(
+                        download(
                             session,
                             url,
-                            Path(scratch) / f"{index}.mp4",
+                            lambda index=index: store.writer(f"{index}.mp4"),
                             backend="bench",
                             hold_slot=lambda: slots,
                         )

@@ -91,8 +91,14 @@ class VideoAllowedValues(_Config):
     duration: list[int] = Field(min_length=1)
 
 
+def _check_defaults_allowed(checks: list[tuple[str, object, list]]) -> None:
+    for name, value, allowed in checks:
+        if value not in allowed:
+            raise ValueError(f"default {name} {value!r} is not in its allowed list {allowed}")
+
+
 class ImageParams(_Config):
-    """`image_params.yaml`: Imagen defaults and allowed values, and the video defaults."""
+    """`image_params.yaml`: Imagen defaults and allowed values."""
 
     model: str
     aspect_ratio: str
@@ -100,32 +106,44 @@ class ImageParams(_Config):
     person_generation: str
     output_format: str
     allowed: ImageAllowedValues
-    video_model: str
-    video_gemini_model: str
-    video_aspect_ratio: str
-    video_duration: int
-    video_generate_audio: bool
-    video_person_generation: str
-    video_person_generation_with_reference: str
-    video_allowed: VideoAllowedValues
-    video_rules_template: str
-    image_model_inputs: list[str]
-    video_model_inputs: list[str]
+    model_inputs: list[str]
 
     @model_validator(mode="after")
     def _defaults_are_allowed(self) -> "ImageParams":
-        checks = [
-            ("aspect_ratio", self.aspect_ratio, self.allowed.aspect_ratio),
-            ("output_format", self.output_format, self.allowed.output_format),
-            ("safety_filter_level", self.safety_filter_level, self.allowed.safety_filter_level),
-            ("person_generation", self.person_generation, self.allowed.person_generation),
-            ("video_aspect_ratio", self.video_aspect_ratio, self.video_allowed.aspect_ratio),
-            ("video_duration", self.video_duration, self.video_allowed.duration),
-        ]
-        for name, value, allowed in checks:
-            if value not in allowed:
-                raise ValueError(f"default {name} {value!r} is not in its allowed list {allowed}")
-        _require_placeholders(self.video_rules_template, set(), {"aspect_ratio"})
+        _check_defaults_allowed(
+            [
+                ("aspect_ratio", self.aspect_ratio, self.allowed.aspect_ratio),
+                ("output_format", self.output_format, self.allowed.output_format),
+                ("safety_filter_level", self.safety_filter_level, self.allowed.safety_filter_level),
+                ("person_generation", self.person_generation, self.allowed.person_generation),
+            ]
+        )
+        return self
+
+
+class VideoParams(_Config):
+    """`video_params.yaml`: Veo defaults and allowed values, and the rules every prompt gets."""
+
+    replicate_model: str
+    gemini_model: str
+    aspect_ratio: str
+    duration: int
+    generate_audio: bool
+    person_generation: str
+    person_generation_with_reference: str
+    allowed: VideoAllowedValues
+    rules_template: str
+    replicate_model_inputs: list[str]
+
+    @model_validator(mode="after")
+    def _defaults_are_allowed(self) -> "VideoParams":
+        _check_defaults_allowed(
+            [
+                ("aspect_ratio", self.aspect_ratio, self.allowed.aspect_ratio),
+                ("duration", self.duration, self.allowed.duration),
+            ]
+        )
+        _require_placeholders(self.rules_template, set(), {"aspect_ratio"})
         return self
 
 
@@ -151,6 +169,7 @@ class MVConfigs(_Config):
     scene_prompts: ScenePrompts
     image_params: ImageParams
     image_prompts: ImagePrompts
+    video_params: VideoParams
 
 
 CONFIG_FILES: dict[str, tuple[str, type[_Config]]] = {
@@ -158,6 +177,7 @@ CONFIG_FILES: dict[str, tuple[str, type[_Config]]] = {
     "scene_prompts": ("scene_prompts.yaml", ScenePrompts),
     "image_params": ("image_params.yaml", ImageParams),
     "image_prompts": ("image_prompts.yaml", ImagePrompts),
+    "video_params": ("video_params.yaml", VideoParams),
 }
 
 

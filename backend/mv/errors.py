@@ -2,7 +2,8 @@
 
 Each subclass is a row of DESIGN.md's error table. The domain raises them (translating SDK
 exceptions at the boundary with `raise ... from exc`, so the cause survives in logs); one
-exception handler in `backend.main` renders them all in the documented JSON shape.
+exception handler (`backend.api.errors`) renders them all in the documented JSON shape, and
+the OpenAPI error examples are made from each class's `example`.
 """
 
 from typing import Any
@@ -14,8 +15,10 @@ class MVError(Exception):
     status_code = 500
     error_code = "INTERNAL_ERROR"
     title = "Internal error"
+    example = "Unexpected server error"
+    """A realistic message, shown in the OpenAPI examples."""
     retryable = False
-    """True only when the provider cannot have started a job, so sending again is safe."""
+    """True only when sending again is safe: no paid job can have been started by it."""
     retry_hint_seconds: float | None = None
     """The provider's own Retry-After, when it gave one."""
 
@@ -40,6 +43,7 @@ class ValidationFailed(MVError):
     status_code = 400
     error_code = "VALIDATION_ERROR"
     title = "Invalid request"
+    example = "aspect_ratio: must be one of ['16:9', '9:16']"
 
     @classmethod
     def from_problems(cls, problems: list[dict[str, str]]) -> "ValidationFailed":
@@ -61,42 +65,49 @@ class Unauthorized(MVError):
     status_code = 401
     error_code = "UNAUTHORIZED"
     title = "Unauthorized"
+    example = "A valid API key is required (Authorization: Bearer or X-API-Key)"
 
 
 class NotFound(MVError):
     status_code = 404
     error_code = "NOT_FOUND"
     title = "Not found"
+    example = "No video with id '3f2b9c1e-8d4a-4f6e-9b7a-1c2d3e4f5a6b'"
 
 
 class MethodNotAllowed(MVError):
     status_code = 405
     error_code = "NOT_FOUND"
     title = "Method not allowed"
+    example = "Method Not Allowed"
 
 
 class Conflict(MVError):
     status_code = 409
     error_code = "CONFLICT"
     title = "Conflict"
+    example = "This Idempotency-Key was already used with a different request body"
 
 
 class PayloadTooLarge(MVError):
     status_code = 413
     error_code = "PAYLOAD_TOO_LARGE"
     title = "Payload too large"
+    example = "Request body exceeds the limit of 16777216 bytes"
 
 
 class RangeNotSatisfiable(MVError):
     status_code = 416
     error_code = "RANGE_NOT_SATISFIABLE"
     title = "Range not satisfiable"
+    example = "The range 'bytes=99999999-' is outside the file's 1048576 bytes"
 
 
 class ContentPolicyViolation(MVError):
     status_code = 422
     error_code = "CONTENT_POLICY_VIOLATION"
     title = "Content refused by the provider's safety filter"
+    example = "The provider refused the content: Prediction failed: flagged as sensitive (E005)"
 
 
 class RateLimited(MVError):
@@ -105,6 +116,7 @@ class RateLimited(MVError):
     status_code = 429
     error_code = "RATE_LIMIT_EXCEEDED"
     title = "Provider rate limit exceeded"
+    example = "The provider's rate limit was hit: Request was throttled"
     default_retry_after_seconds = 30
 
     def __init__(self, message: str, **kwargs: Any) -> None:
@@ -117,21 +129,25 @@ class GenerationFailed(MVError):
     status_code = 502
     error_code = "GENERATION_FAILED"
     title = "Generation failed"
+    example = "The model failed: prediction ended failed"
 
 
 class BackendError(MVError):
     status_code = 502
     error_code = "BACKEND_ERROR"
     title = "Provider unavailable"
+    example = "The provider could not be reached (ClientConnectorError)"
 
 
 class BackendNotConfigured(MVError):
     status_code = 503
     error_code = "BACKEND_NOT_CONFIGURED"
     title = "Provider not configured"
+    example = "REPLICATE_API_TOKEN is not set"
 
 
 class GenerationTimeout(MVError):
     status_code = 504
     error_code = "GENERATION_TIMEOUT"
     title = "Generation timed out"
+    example = "The provider did not finish within 600 seconds"

@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 
 from backend.mv.errors import Conflict, ValidationFailed
-from backend.mv.storage import read_json, write_json_atomic
+from backend.mv.storage.files import read_json, write_json_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -8,40 +8,39 @@ same second never collide.
 
 import base64
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Annotated, Any
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Protocol
 
 import anyio
 from pydantic import BaseModel, Field
 
 from backend.mv import debug
-from backend.mv.downloads import download_output
-from backend.mv.errors import GenerationFailed, ValidationFailed
-from backend.mv.fields import CheckedText, apply_defaults, choice_problems
-from backend.mv.images import decoded_format
-from backend.mv.metadata import (
+from backend.mv.configuration import ImageParams
+from backend.mv.errors import GenerationFailed, NotFound, ValidationFailed
+from backend.mv.image_check import decoded_format
+from backend.mv.limiter import GenerationLimiter
+from backend.mv.params import (
+    CheckedText,
+    ClientGone,
     GenerationMetadata,
     ParameterPlan,
+    SidecarFields,
+    apply_defaults,
+    choice_problems,
+    client_left,
     generation_fields,
-    plan_parameters,
 )
-from backend.mv.mock_media import write_mock_image
-from backend.mv.mock_provider import MOCK_BACKEND, MOCK_IMAGE_MODEL, simulate_generation
-from backend.mv.providers import REPLICATE_BACKEND
-from backend.mv.references import CONTENT_TYPES, reference_folder
-from backend.mv.replicate_runner import run_prediction
-from backend.mv.runtime import ClientGone, Runtime, client_left
-from backend.mv.storage import (
-    new_artifact_id,
-    sha256_of_bytes,
-    staged_path,
-    write_json_atomic,
-)
-from backend.mv.upstream import Deadline
+from backend.mv.providers import Provider
+from backend.mv.storage.base import ArtifactStore, find_sidecar
+from backend.mv.storage.files import sha256_of_bytes
+from backend.mv.storage.identity import new_artifact_id
 
 CHOICE_FIELDS = ("aspect_ratio", "safety_filter_level", "person_generation", "output_format")
-IMAGE_URL_PREFIX = "/api/mv/get_character_reference/"
+REFERENCE_FOLDER = "character_reference"
+CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg"}
 
 
 class GenerateCharacterReferenceRequest(BaseModel):
@@ -86,11 +85,40 @@ class GenerateCharacterReferenceResponse(BaseModel):
     metadata: CharacterReferenceMetadata
 
 
+class ImageSidecar(SidecarFields, CharacterReferenceMetadata):
+    image_id: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    prompt: str
+
+
+class ImageDrawer(Protocol):
+    """Who draws the image: Imagen on Replicate live, the mock provider in mock mode."""
+
+    backend: Provider
+    model: str
+
+    def plan(self, chosen: dict[str, Any], defaults_applied: list[str]) -> ParameterPlan:
+        """Which of the chosen values reach the model, and why the others do not."""
+        ...
+
+    async def draw(
+        self,
+        request: GenerateCharacterReferenceRequest,
+        prompt: str,
+        plan: ParameterPlan,
+        store: ArtifactStore,
+        key: str,
+    ) -> None:
+        """Make the image and store it under `key`, in the format `plan.used` names."""
+        ...
+
+
 def _resolve_choices(
-    request: GenerateCharacterReferenceRequest, runtime: Runtime
+    request: GenerateCharacterReferenceRequest, params: ImageParams
 ) -> tuple[dict[str, Any], list[str]]:
     """Apply defaults and check every choice against its allowed list, all errors at once."""
-    params = runtime.configs.image_params
     chosen, defaults_applied = apply_defaults(
         request, {name: getattr(params, name) for name in CHOICE_FIELDS}
     )
@@ -103,18 +131,15 @@ def _resolve_choices(
     return chosen, defaults_applied
 
 
-def _check_image(data: bytes, expected_format: str) -> str:
+def _check_image(data: bytes, expected_format: str, backend: str) -> str:
     """The image's sha256, once it is known to be a readable image of the asked format.
     CPU-bound: runs in a worker thread."""
     actual = decoded_format(data)
     if actual is None:
-        raise GenerationFailed(
-            "The provider's output is not a readable image", backend=REPLICATE_BACKEND
-        )
+        raise GenerationFailed("The provider's output is not a readable image", backend=backend)
     if actual != {"png": "PNG", "jpg": "JPEG"}[expected_format]:
         raise GenerationFailed(
-            f"The provider returned {actual} instead of {expected_format}",
-            backend=REPLICATE_BACKEND,
+            f"The provider returned {actual} instead of {expected_format}", backend=backend
         )
     return sha256_of_bytes(data)
 
@@ -123,117 +148,96 @@ def image_file_name(image_id: str, output_format: str, now: datetime) -> str:
     return f"character_ref_{now:%Y%m%d_%H%M%S}_{image_id.replace('-', '')[:8]}.{output_format}"
 
 
-async def _generate_with_replicate(
-    prompt: str, used: dict[str, Any], destination: Path, runtime: Runtime
-) -> None:
-    client = runtime.clients.require_replicate()
-    settings = runtime.settings
-    deadline = Deadline(settings.mv_generation_timeout_seconds)
-    async with deadline.enforced(REPLICATE_BACKEND):
-        prediction, output_url = await run_prediction(
-            client,
-            model=runtime.configs.image_params.model,
-            model_input={"prompt": prompt, **used},
-            deadline=deadline,
-            poll_interval_seconds=settings.mv_poll_interval_seconds,
-            max_attempts=settings.mv_upstream_max_attempts,
-            backend=REPLICATE_BACKEND,
-        )
-        debug.log_replicate_response(prediction)
-        await download_output(
-            runtime, output_url, destination, backend=REPLICATE_BACKEND, deadline=deadline
-        )
-
-
 async def generate_character_reference_image(
     request: GenerateCharacterReferenceRequest,
-    runtime: Runtime,
     *,
+    drawer: ImageDrawer,
+    store: ArtifactStore,
+    limiter: GenerationLimiter,
+    params: ImageParams,
+    prompt_template: str,
+    image_url_for: Callable[[str], str],
     client_gone: ClientGone | None = None,
 ) -> GenerateCharacterReferenceResponse:
-    """Draw, check and store the image; stored even if the client has gone meanwhile."""
+    """Draw, check and store the image; stored even if the client has gone meanwhile.
+
+    `params` (`image_params.yaml`) give defaults and allowed values, `prompt_template`
+    (`image_prompts.yaml`) frames the description, `image_url_for(image_id)` is where the
+    image will be served.
+    """
     started = time.monotonic()
     debug.log_image_request_args(request)
-    chosen, defaults_applied = _resolve_choices(request, runtime)
+    chosen, defaults_applied = _resolve_choices(request, params)
     debug.log_image_defaults_applied({name: chosen[name] for name in defaults_applied})
-    prompt = runtime.configs.image_prompts.character_reference_prompt.format(
-        character_description=request.character_description
-    )
+    prompt = prompt_template.format(character_description=request.character_description)
     debug.log_image_prompt(prompt)
 
-    mock = runtime.settings.mv_mock_mode
-    backend = MOCK_BACKEND if mock else REPLICATE_BACKEND
-    model = MOCK_IMAGE_MODEL if mock else runtime.configs.image_params.model
-    plan = (
-        ParameterPlan(used=chosen, not_applied={})
-        if mock
-        else plan_parameters(
-            chosen,
-            runtime.configs.image_params.image_model_inputs,
-            defaults_applied,
-            lambda name: f"{model} has no {name} input",
-        )
-    )
+    plan = drawer.plan(chosen, defaults_applied)
     output_format = chosen["output_format"]
     image_id = new_artifact_id()
-    folder = reference_folder(runtime.output_root)
-    await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
-    image_path = folder / image_file_name(image_id, output_format, datetime.now(UTC))
+    file_name = image_file_name(image_id, output_format, datetime.now(UTC))
+    key = f"{REFERENCE_FOLDER}/{file_name}"
 
-    async with runtime.limiter.slot(f"images-{backend}") as ticket:
-        if mock:
-            await simulate_generation(
-                [request.character_description, request.negative_prompt or ""],
-                runtime.settings.mv_mock_delay_seconds,
-            )
-            async with staged_path(image_path) as temp:
-                await write_mock_image(
-                    temp,
-                    aspect_ratio=chosen["aspect_ratio"],
-                    image_format=output_format,
-                    label=request.character_description,
-                )
-        else:
-            await _generate_with_replicate(prompt, plan.used, image_path, runtime)
+    async with limiter.slot(f"images-{drawer.backend}") as ticket:
+        await drawer.draw(request, prompt, plan, store, key)
 
-    image_bytes = await anyio.Path(image_path).read_bytes()
+    image_bytes = await store.read_bytes(key) or b""
     try:
-        image_sha256 = await anyio.to_thread.run_sync(_check_image, image_bytes, output_format)
+        image_sha256 = await anyio.to_thread.run_sync(
+            _check_image, image_bytes, output_format, drawer.backend
+        )
     except GenerationFailed:
-        await anyio.Path(image_path).unlink(missing_ok=True)
+        await store.delete(key)
         raise
     metadata = CharacterReferenceMetadata(
         character_description=request.character_description,
         **generation_fields(
-            backend=backend,
-            model=model,
+            backend=drawer.backend,
+            model=drawer.model,
             plan=plan,
             defaults_applied=defaults_applied,
             started=started,
             queue_wait_seconds=ticket.waited_seconds,
         ),
     )
-    await write_json_atomic(
-        folder / f"{image_id}.json",
-        {
-            "image_id": image_id,
-            "file_name": image_path.name,
-            "content_type": CONTENT_TYPES[output_format],
-            "size_bytes": len(image_bytes),
-            "sha256": image_sha256,
-            "created_at": metadata.generation_timestamp,
-            "prompt": prompt,
-            "client_disconnected": await client_left(client_gone),
-            **metadata.model_dump(mode="json"),
-        },
-        exclusive=True,
+    sidecar = ImageSidecar(
+        image_id=image_id,
+        file_name=file_name,
+        content_type=CONTENT_TYPES[output_format],
+        size_bytes=len(image_bytes),
+        sha256=image_sha256,
+        created_at=metadata.generation_timestamp,
+        prompt=prompt,
+        client_disconnected=await client_left(client_gone),
+        **metadata.model_dump(),
     )
+    await store.put_json(f"{REFERENCE_FOLDER}/{image_id}.json", sidecar.model_dump(mode="json"))
     return GenerateCharacterReferenceResponse(
         image_id=image_id,
-        image_url=f"{IMAGE_URL_PREFIX}{image_id}",
+        image_url=image_url_for(image_id),
         image_base64=await anyio.to_thread.run_sync(
             lambda: base64.b64encode(image_bytes).decode("ascii")
         ),
-        output_file=str(image_path),
+        output_file=store.uri(key),
         metadata=metadata,
     )
+
+
+@dataclass(frozen=True)
+class StoredReference:
+    image_id: str
+    key: str
+    content_type: str
+
+
+async def find_reference(raw_id: str, store: ArtifactStore) -> StoredReference:
+    """The stored image for an id; a malformed id never reaches the store (404)."""
+    image_id, sidecar = await find_sidecar(store, REFERENCE_FOLDER, raw_id, "character reference")
+    name = PurePosixPath(str(sidecar.get("file_name", ""))).name
+    key = f"{REFERENCE_FOLDER}/{name}"
+    if not name or await store.size(key) is None:
+        raise NotFound(f"The image for character reference {image_id} is gone")
+    content_type = CONTENT_TYPES.get(
+        PurePosixPath(name).suffix.lstrip("."), "application/octet-stream"
+    )
+    return StoredReference(image_id, key, content_type)

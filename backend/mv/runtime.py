@@ -1,32 +1,118 @@
-"""What every generator needs, built once by the app's lifespan (or by a test or script)."""
+"""The service's state, built by one function that the app, a test or a script can call.
 
-from collections.abc import Awaitable, Callable
+`build_runtime(settings)` reads the YAML, builds the SDK clients, the store and every
+generator's strategy (live or mock) once; `Runtime.aclose()` lets paid cancels finish and
+closes the pools. Domain functions take the collaborators they use from it, never the
+whole object.
+"""
+
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
+import httpx
+import replicate
+
 from backend.config import Settings
-from backend.mv.concurrency import GenerationLimiter
-from backend.mv.configuration import MVConfigs
+from backend.mv import debug
+from backend.mv.configuration import CONFIG_DIR, MVConfigs, load_configs
 from backend.mv.idempotency import IdempotencyStore
-from backend.mv.providers import ProviderClients
+from backend.mv.image_generator import ImageDrawer
+from backend.mv.limiter import GenerationLimiter
+from backend.mv.providers import JobPolicy
+from backend.mv.providers.downloads import Downloader, download_session
+from backend.mv.providers.gemini.client import build_gemini_client, gemini_session
+from backend.mv.providers.gemini.scenes import GeminiSceneWriter
+from backend.mv.providers.mock.images import MockImageDrawer
+from backend.mv.providers.mock.scenes import MockSceneWriter
+from backend.mv.providers.replicate.client import build_replicate_client, close_replicate_client
+from backend.mv.providers.replicate.images import ReplicateImageDrawer
+from backend.mv.providers.replicate.predictions import finish_cancellations
+from backend.mv.scene_generator import SceneWriter
+from backend.mv.storage.base import ArtifactStore
+from backend.mv.storage.local import LocalStore
+from backend.mv.video_backends import VideoBackends, build_video_backends
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
 class Runtime:
     settings: Settings
     configs: MVConfigs
-    clients: ProviderClients
+    store: ArtifactStore
     limiter: GenerationLimiter
     idempotency: IdempotencyStore
+    scene_writer: SceneWriter
+    image_drawer: ImageDrawer
+    video_backends: VideoBackends
+    replicate: replicate.Client | None
+    sessions: tuple[aiohttp.ClientSession, ...]
+    """The aiohttp pools (downloads, Gemini); the Google SDK leaves the one we give it open."""
 
-    @property
-    def output_root(self) -> Path:
-        return self.settings.mv_output_dir
+    async def aclose(self) -> None:
+        """At shutdown, after the grace period: stop generations whose callers are gone (their
+        upstream jobs are cancelled instead of left running and billed), let those cancels
+        finish, then close every pool."""
+        await self.idempotency.cancel_running()
+        await finish_cancellations()
+        for session in self.sessions:
+            await session.close()
+        await close_replicate_client(self.replicate)
 
 
-ClientGone = Callable[[], Awaitable[bool]]
-"""Asks whether the client that sent a request has disconnected (for the sidecar's record)."""
+async def build_runtime(settings: Settings, *, config_dir: Path = CONFIG_DIR) -> Runtime:
+    """Must run inside the event loop (aiohttp binds its sessions to it). Raises
+    `ConfigError` naming the first bad config file.
 
+    Every client trusts what httpx trusts by default: certifi, or `SSL_CERT_FILE` /
+    `SSL_CERT_DIR` as set now.
+    """
+    configs = load_configs(config_dir)
+    debug.log_configs_loaded(configs)
+    store = LocalStore(settings.mv_output_dir)
+    if removed := await store.remove_leftovers():
+        logger.info("removed %d leftover temporary files", removed)
+    idempotency = IdempotencyStore(settings.mv_output_dir)
+    if pruned := idempotency.prune_expired():
+        logger.info("removed %d expired idempotency records", pruned)
 
-async def client_left(client_gone: ClientGone | None) -> bool:
-    return client_gone is not None and await client_gone()
+    trust = httpx.create_ssl_context()
+    downloads = download_session(settings, trust)
+    downloader = Downloader(downloads, settings.mv_upstream_max_attempts)
+    gemini_pool = gemini_session(settings, trust)
+    gemini = build_gemini_client(settings, gemini_pool, trust)
+    replicate_client = build_replicate_client(settings)
+    policy = JobPolicy.from_settings(settings)
+    delay = settings.mv_mock_delay_seconds
+    if settings.mv_mock_mode:
+        scene_writer: SceneWriter = MockSceneWriter(delay)
+        image_drawer: ImageDrawer = MockImageDrawer(delay)
+    else:
+        scene_writer = GeminiSceneWriter(gemini, model=configs.parameters.model, policy=policy)
+        image_drawer = ReplicateImageDrawer(
+            replicate_client,
+            downloader,
+            model=configs.image_params.model,
+            model_inputs=configs.image_params.model_inputs,
+            policy=policy,
+        )
+    return Runtime(
+        settings=settings,
+        configs=configs,
+        store=store,
+        limiter=GenerationLimiter(settings.mv_max_concurrent_generations),
+        idempotency=idempotency,
+        scene_writer=scene_writer,
+        image_drawer=image_drawer,
+        video_backends=build_video_backends(
+            settings,
+            configs.video_params,
+            gemini=gemini,
+            replicate_client=replicate_client,
+            downloader=downloader,
+        ),
+        replicate=replicate_client,
+        sessions=(downloads, gemini_pool),
+    )

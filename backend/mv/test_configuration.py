@@ -24,9 +24,9 @@ def test_shipped_configs_load_with_documented_defaults() -> None:
     assert configs.image_params.model == "google/imagen-4"
     assert configs.image_params.aspect_ratio == "1:1"
     assert configs.image_params.output_format == "png"
-    assert configs.image_params.video_model == "google/veo-3.1"
-    assert configs.image_params.video_duration == 8
-    assert configs.image_params.video_generate_audio is True
+    assert configs.video_params.replicate_model == "google/veo-3.1"
+    assert configs.video_params.duration == 8
+    assert configs.video_params.generate_audio is True
     assert "{character_description}" in configs.image_prompts.character_reference_prompt
 
 

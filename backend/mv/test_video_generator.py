@@ -250,24 +250,24 @@ async def test_png_jpeg_and_webp_references_are_accepted_and_sent(
 # ---- configuration
 
 
-def test_video_defaults_load_from_image_params() -> None:
-    params = load_configs().image_params
-    assert params.video_model == "google/veo-3.1"
-    assert "veo-3.1" in params.video_gemini_model
-    assert params.video_aspect_ratio == "16:9"
-    assert params.video_duration == 8
-    assert params.video_generate_audio is True
-    assert params.video_person_generation == "allow_all"
-    assert "{aspect_ratio}" in params.video_rules_template
-    assert params.video_allowed.aspect_ratio == ["16:9", "9:16"]
-    assert params.video_allowed.duration == [4, 6, 8]
+def test_video_defaults_load_from_video_params() -> None:
+    params = load_configs().video_params
+    assert params.replicate_model == "google/veo-3.1"
+    assert "veo-3.1" in params.gemini_model
+    assert params.aspect_ratio == "16:9"
+    assert params.duration == 8
+    assert params.generate_audio is True
+    assert params.person_generation == "allow_all"
+    assert "{aspect_ratio}" in params.rules_template
+    assert params.allowed.aspect_ratio == ["16:9", "9:16"]
+    assert params.allowed.duration == [4, 6, 8]
 
 
 @pytest.mark.parametrize(
     ("original", "broken"),
     [
-        ("video_duration: 8", "video_duration: 5"),
-        ('video_aspect_ratio: "16:9"', 'video_aspect_ratio: "1:1"'),
+        ("duration: 8", "duration: 5"),
+        ('aspect_ratio: "16:9"', 'aspect_ratio: "1:1"'),
         ("Framing: {aspect_ratio}.", "Framing: {aspect_ratio} in {style}."),
     ],
 )
@@ -276,10 +276,10 @@ def test_bad_video_config_stops_loading_naming_the_file(
 ) -> None:
     config_dir = tmp_path / "configs"
     shutil.copytree(CONFIG_DIR, config_dir)
-    path = config_dir / "image_params.yaml"
+    path = config_dir / "video_params.yaml"
     assert original in path.read_text()
     path.write_text(path.read_text().replace(original, broken))
-    with pytest.raises(ConfigError, match=r"image_params\.yaml"):
+    with pytest.raises(ConfigError, match=r"video_params\.yaml"):
         load_configs(config_dir)
 
 
@@ -305,13 +305,13 @@ async def test_edited_video_defaults_reach_the_provider(
 ) -> None:
     config_dir = tmp_path / "configs"
     shutil.copytree(CONFIG_DIR, config_dir)
-    path = config_dir / "image_params.yaml"
+    path = config_dir / "video_params.yaml"
     edited = (
         path.read_text()
-        .replace("video_model: google/veo-3.1", "video_model: google/veo-3.1-fast")
-        .replace('video_aspect_ratio: "16:9"', 'video_aspect_ratio: "9:16"')
-        .replace("video_duration: 8", "video_duration: 4")
-        .replace("video_generate_audio: true", "video_generate_audio: false")
+        .replace("replicate_model: google/veo-3.1", "replicate_model: google/veo-3.1-fast")
+        .replace('aspect_ratio: "16:9"', 'aspect_ratio: "9:16"', 1)
+        .replace("duration: 8", "duration: 4")
+        .replace("generate_audio: true", "generate_audio: false")
     )
     path.write_text(edited)
     settings = settings_for(fake_upstream, tmp_path / "outputs")

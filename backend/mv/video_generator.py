@@ -1,40 +1,43 @@
 """v3: one video clip per request, from the chosen backend, stored under a fresh UUID.
 
 Everything that costs money to get wrong is checked first: choices against
-`image_params.yaml`, the rules template, the reference image (size, then format). The clip
-streams to `<outputs>/videos/<video_id>.mp4` through a temporary file, beside a
-`<video_id>.json` sidecar; a per-backend cap bounds the upstream jobs in flight.
+`video_params.yaml`, the rules template, the reference image (size, then format). The clip
+streams to `videos/<video_id>.mp4` in the store, beside a `<video_id>.json` sidecar; a
+per-backend cap bounds the upstream jobs in flight.
 """
 
-import contextlib
 import logging
 import time
-from pathlib import Path
+from collections.abc import Callable
 from string import Formatter
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-import anyio
 from pydantic import BaseModel, Field
 
 from backend.mv import debug
+from backend.mv.configuration import VideoParams
 from backend.mv.errors import NotFound, ValidationFailed, problem
-from backend.mv.fields import CheckedText, apply_defaults, choice_problems
-from backend.mv.metadata import GenerationMetadata, generation_fields
-from backend.mv.reference_images import decode_reference_image, load_stored_reference
-from backend.mv.runtime import ClientGone, Runtime, client_left
-from backend.mv.storage import (
-    find_sidecar,
-    new_artifact_id,
-    write_json_atomic,
+from backend.mv.limiter import GenerationLimiter
+from backend.mv.params import (
+    CheckedText,
+    ClientGone,
+    GenerationMetadata,
+    SidecarFields,
+    apply_defaults,
+    choice_problems,
+    client_left,
+    generation_fields,
 )
-from backend.mv.upstream import Deadline
-from backend.mv.video_backends import DEFAULT_BACKEND, get_video_backend
+from backend.mv.providers import Provider
+from backend.mv.reference_image_input import decode_reference_image, load_stored_reference
+from backend.mv.storage.base import ArtifactStore, find_sidecar
+from backend.mv.storage.identity import new_artifact_id
+from backend.mv.video_backends import DEFAULT_BACKEND, VideoBackendName, VideoBackends
 from backend.mv.video_backends.base import ReferenceImage, VideoJob
 
 logger = logging.getLogger(__name__)
 
 VIDEO_FOLDER = "videos"
-VIDEO_URL_PREFIX = "/api/mv/get_video/"
 MAX_BASE64_CHARS = 16 * 1024 * 1024
 
 
@@ -54,7 +57,7 @@ class GenerateVideoRequest(BaseModel):
         CheckedText,
     ] = None
     aspect_ratio: str | None = Field(
-        default=None, max_length=16, description="16:9 or 9:16; default from image_params.yaml"
+        default=None, max_length=16, description="16:9 or 9:16; default from video_params.yaml"
     )
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="For reproducibility")
     duration: int | None = Field(default=None, ge=1, le=60, description="Seconds: 4, 6 or 8")
@@ -81,7 +84,7 @@ class GenerateVideoRequest(BaseModel):
         ),
         CheckedText,
     ] = None
-    backend: Literal["replicate", "gemini", "mock"] = Field(
+    backend: VideoBackendName = Field(
         default=DEFAULT_BACKEND, description="replicate (default), gemini, or mock (no cost)"
     )
 
@@ -90,6 +93,14 @@ class VideoMetadata(GenerationMetadata):
     prompt: str
     file_size_bytes: int
     sha256: str
+    has_reference_image: bool = Field(description="Whether a reference image reached the model")
+    is_mock: bool = Field(description="True when the mock provider made the clip (no cost)")
+
+
+class VideoSidecar(SidecarFields, VideoMetadata):
+    video_id: str
+    full_prompt: str
+    provider_job_id: str | None
 
 
 class GenerateVideoResponse(BaseModel):
@@ -107,26 +118,25 @@ class VideoInfo(BaseModel):
     metadata: dict[str, Any]
 
 
-def _resolve(request: GenerateVideoRequest, runtime: Runtime) -> tuple[dict[str, Any], list[str]]:
-    params = runtime.configs.image_params
+def _resolve(
+    request: GenerateVideoRequest, params: VideoParams
+) -> tuple[dict[str, Any], list[str]]:
     defaults = {
-        "aspect_ratio": params.video_aspect_ratio,
-        "duration": params.video_duration,
-        "generate_audio": params.video_generate_audio,
+        "aspect_ratio": params.aspect_ratio,
+        "duration": params.duration,
+        "generate_audio": params.generate_audio,
     }
     resolved, defaults_applied = apply_defaults(request, defaults)
     with_reference = request.reference_image_base64 or request.reference_image_id
     resolved["person_generation"] = (
-        params.video_person_generation_with_reference
-        if with_reference
-        else params.video_person_generation
+        params.person_generation_with_reference if with_reference else params.person_generation
     )
     defaults_applied.insert(0, "person_generation")
     problems = choice_problems(
         resolved,
         {
-            "aspect_ratio": params.video_allowed.aspect_ratio,
-            "duration": params.video_allowed.duration,
+            "aspect_ratio": params.allowed.aspect_ratio,
+            "duration": params.allowed.duration,
         },
     )
     if request.reference_image_base64 is not None and request.reference_image_id is not None:
@@ -159,8 +169,8 @@ def _render_rules(template: str, aspect_ratio: str) -> str:
     return "".join(parts)
 
 
-def _full_prompt(request: GenerateVideoRequest, aspect_ratio: str, runtime: Runtime) -> str:
-    template = request.video_rules_template or runtime.configs.image_params.video_rules_template
+def _full_prompt(request: GenerateVideoRequest, aspect_ratio: str, params: VideoParams) -> str:
+    template = request.video_rules_template or params.rules_template
     try:
         rules = _render_rules(template, aspect_ratio)
     except ValueError as exc:
@@ -170,67 +180,63 @@ def _full_prompt(request: GenerateVideoRequest, aspect_ratio: str, runtime: Runt
 
 
 async def _reference_image(
-    request: GenerateVideoRequest, runtime: Runtime
+    request: GenerateVideoRequest, store: ArtifactStore, max_reference_image_bytes: int
 ) -> ReferenceImage | None:
     if request.reference_image_base64 is not None:
         return await decode_reference_image(
-            request.reference_image_base64, runtime.settings.mv_max_reference_image_bytes
+            request.reference_image_base64, max_reference_image_bytes
         )
     if request.reference_image_id is not None:
-        return await load_stored_reference(request.reference_image_id, runtime.output_root)
+        return await load_stored_reference(request.reference_image_id, store)
     return None
 
 
-def videos_folder(output_root: Path) -> Path:
-    return output_root / VIDEO_FOLDER
-
-
 async def generate_video(
-    request: GenerateVideoRequest, runtime: Runtime, *, client_gone: ClientGone | None = None
+    request: GenerateVideoRequest,
+    *,
+    backends: VideoBackends,
+    store: ArtifactStore,
+    limiter: GenerationLimiter,
+    params: VideoParams,
+    max_reference_image_bytes: int,
+    video_url_for: Callable[[str], str],
+    client_gone: ClientGone | None = None,
 ) -> GenerateVideoResponse:
     """Render one clip and store it; raises the service's errors for every failure.
 
-    The clip is stored even when the client has gone meanwhile (the sidecar records it),
-    so a paid result is never thrown away.
+    `params` (`video_params.yaml`) give defaults, allowed values and the rules template;
+    `video_url_for(video_id)` is where the clip will be served. The clip is stored even
+    when the client has gone meanwhile (the sidecar records it), so a paid result is never
+    thrown away.
     """
     started = time.monotonic()
     debug.log_video_request_args(request)
-    resolved, defaults_applied = _resolve(request, runtime)
+    resolved, defaults_applied = _resolve(request, params)
     debug.log_video_defaults_applied({name: resolved[name] for name in defaults_applied})
-    backend = get_video_backend(request.backend, mock_mode=runtime.settings.mv_mock_mode)
+    backend = backends[request.backend]
     job = VideoJob(
         prompt=request.prompt,
-        full_prompt=_full_prompt(request, resolved["aspect_ratio"], runtime),
+        full_prompt=_full_prompt(request, resolved["aspect_ratio"], params),
         negative_prompt=request.negative_prompt,
         seed=request.seed,
-        reference_image=await _reference_image(request, runtime),
+        reference_image=await _reference_image(request, store, max_reference_image_bytes),
         from_defaults=frozenset(defaults_applied),
         **resolved,
     )
     debug.log_video_prompt(job.full_prompt)
-    model = backend.model_name(runtime)
-    debug.log_video_backend_selected(backend.name, model)
-    plan = backend.plan(job, runtime)
+    debug.log_video_backend_selected(backend.name, backend.model)
+    plan = backend.plan(job)
 
     video_id = new_artifact_id()
-    folder = videos_folder(runtime.output_root)
-    await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
-    clip_path = folder / f"{video_id}.mp4"
-    async with runtime.limiter.slot(backend.semaphore_kind) as ticket:
-        deadline = Deadline(runtime.settings.mv_generation_timeout_seconds)
-        enforced = (
-            deadline.enforced(backend.name)
-            if backend.subject_to_deadline
-            else contextlib.nullcontext()
-        )
-        async with enforced:
-            outcome = await backend.generate(job, clip_path, runtime, deadline)
+    clip_key = f"{VIDEO_FOLDER}/{video_id}.mp4"
+    async with limiter.slot(f"video-{backend.name}") as ticket:
+        outcome = await backend.generate(job, plan, store, clip_key)
 
     metadata = VideoMetadata(
         prompt=request.prompt,
         **generation_fields(
             backend=backend.name,
-            model=model,
+            model=backend.model,
             plan=plan,
             defaults_applied=defaults_applied,
             started=started,
@@ -238,58 +244,56 @@ async def generate_video(
         ),
         file_size_bytes=outcome.written.size_bytes,
         sha256=outcome.written.sha256,
+        has_reference_image=job.reference_image is not None,
+        is_mock=backend.name == Provider.MOCK,
     )
-    sidecar = {
-        "video_id": video_id,
-        "file_name": clip_path.name,
-        "created_at": metadata.generation_timestamp,
-        "full_prompt": job.full_prompt,
-        "provider_job_id": outcome.provider_job_id,
-        "client_disconnected": await client_left(client_gone),
-        **metadata.model_dump(mode="json"),
-    }
-    await write_json_atomic(folder / f"{video_id}.json", sidecar, exclusive=True)
+    sidecar = VideoSidecar(
+        video_id=video_id,
+        file_name=f"{video_id}.mp4",
+        created_at=metadata.generation_timestamp,
+        full_prompt=job.full_prompt,
+        provider_job_id=outcome.provider_job_id,
+        client_disconnected=await client_left(client_gone),
+        **metadata.model_dump(),
+    )
+    await store.put_json(f"{VIDEO_FOLDER}/{video_id}.json", sidecar.model_dump(mode="json"))
     debug.log_video_generation_result(
         {"video_id": video_id, "seconds": metadata.processing_time_seconds}
     )
     return GenerateVideoResponse(
         video_id=video_id,
-        video_path=str(clip_path),
-        video_url=f"{VIDEO_URL_PREFIX}{video_id}",
+        video_path=store.uri(clip_key),
+        video_url=video_url_for(video_id),
         metadata=metadata,
     )
 
 
 class StoredVideo(BaseModel):
     video_id: str
-    path: Path
+    key: str
     sidecar: dict[str, Any]
     size_bytes: int | None
     """None when the sidecar survives but the clip is gone."""
 
 
-async def find_video(raw_id: str, output_root: Path) -> StoredVideo:
-    """The clip and sidecar for an id; a malformed id never touches the filesystem (404)."""
-    folder = videos_folder(output_root)
-    video_id, sidecar = await find_sidecar(folder, raw_id, "video")
-    path = folder / f"{video_id}.mp4"
-    try:
-        size_bytes: int | None = (await anyio.Path(path).stat()).st_size
-    except FileNotFoundError:
-        size_bytes = None
-    return StoredVideo(video_id=video_id, path=path, sidecar=sidecar, size_bytes=size_bytes)
+async def find_video(raw_id: str, store: ArtifactStore) -> StoredVideo:
+    """The clip and sidecar for an id; a malformed id never reaches the store (404)."""
+    video_id, sidecar = await find_sidecar(store, VIDEO_FOLDER, raw_id, "video")
+    key = f"{VIDEO_FOLDER}/{video_id}.mp4"
+    size_bytes = await store.size(key)
+    return StoredVideo(video_id=video_id, key=key, sidecar=sidecar, size_bytes=size_bytes)
 
 
-async def find_clip(raw_id: str, output_root: Path) -> StoredVideo:
+async def find_clip(raw_id: str, store: ArtifactStore) -> StoredVideo:
     """Like `find_video`, but a clip that is gone is a 404 too."""
-    stored = await find_video(raw_id, output_root)
+    stored = await find_video(raw_id, store)
     if stored.size_bytes is None:
         raise NotFound(f"The clip for video {stored.video_id} is gone")
     return stored
 
 
-async def video_info(raw_id: str, output_root: Path) -> VideoInfo:
-    stored = await find_video(raw_id, output_root)
+async def video_info(raw_id: str, store: ArtifactStore) -> VideoInfo:
+    stored = await find_video(raw_id, store)
     return VideoInfo(
         video_id=stored.video_id,
         file_size_bytes=stored.size_bytes or 0,

@@ -1,7 +1,8 @@
 """HTTP layer of the music-video endpoints: parse, call one domain function, shape the answer.
 
-Every error answer has the shape documented in DESIGN.md (`ErrorResponse` below); the
-status codes each route can give are listed in its OpenAPI entry.
+Every error answer has the shape documented in DESIGN.md (`ErrorResponse`); the status codes
+each route can give are listed in its OpenAPI entry, with an example per error code. URLs in
+answers are made from the routes' names, so a path is written once, here.
 """
 
 from collections.abc import Awaitable, Callable
@@ -10,18 +11,28 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from backend.dependencies import RuntimeDep
-from backend.middleware import CALLER_STATE
-from backend.mv.idempotency import MAX_KEY_LENGTH, request_fingerprint
+from backend.api.dependencies import (
+    ConfigsDep,
+    IdempotencyDep,
+    ImageDrawerDep,
+    LimiterDep,
+    SceneWriterDep,
+    SettingsDep,
+    StoreDep,
+    VideoBackendsDep,
+)
+from backend.api.errors import ErrorResponse, error_responses
+from backend.api.media import ClipResponse, check_range, clip_response
+from backend.api.middleware import CALLER_STATE
+from backend.mv.idempotency import MAX_KEY_LENGTH, IdempotencyStore, request_fingerprint
 from backend.mv.image_generator import (
     GenerateCharacterReferenceRequest,
     GenerateCharacterReferenceResponse,
+    find_reference,
     generate_character_reference_image,
 )
-from backend.mv.references import find_reference
-from backend.mv.runtime import Runtime
 from backend.mv.scene_generator import CreateScenesRequest, CreateScenesResponse, generate_scenes
 from backend.mv.video_generator import (
     GenerateVideoRequest,
@@ -31,39 +42,6 @@ from backend.mv.video_generator import (
     generate_video,
     video_info,
 )
-from backend.routers.video_files import ClipResponse, check_range, clip_response
-
-
-class ErrorResponse(BaseModel):
-    """The one error shape, on every route and status."""
-
-    error: str = Field(examples=["Content refused by the provider's safety filter"])
-    error_code: str = Field(examples=["CONTENT_POLICY_VIOLATION"])
-    message: str
-    backend_used: str | None = None
-    timestamp: str = Field(examples=["2026-01-01T00:00:00Z"])
-    request_id: str
-    details: list[Any] = Field(default_factory=list)
-
-
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    descriptions = {
-        400: "Invalid request (`VALIDATION_ERROR`, per-field `details`)",
-        401: "Missing or wrong API key (`UNAUTHORIZED`, only when MV_API_KEYS is set)",
-        404: "Unknown id (`NOT_FOUND`)",
-        409: "Conflict (`CONFLICT`)",
-        413: "Body or reference image too large (`PAYLOAD_TOO_LARGE`)",
-        416: "Range cannot be satisfied (`RANGE_NOT_SATISFIABLE`)",
-        422: "Refused by the provider's safety filter (`CONTENT_POLICY_VIOLATION`)",
-        429: "Provider rate limit (`RATE_LIMIT_EXCEEDED`, with Retry-After)",
-        502: "Provider failed (`GENERATION_FAILED`) or unreachable (`BACKEND_ERROR`)",
-        503: "Provider key missing or rejected (`BACKEND_NOT_CONFIGURED`)",
-        504: "Generation exceeded MV_GENERATION_TIMEOUT_SECONDS (`GENERATION_TIMEOUT`)",
-    }
-    return {
-        status: {"model": ErrorResponse, "description": descriptions[status]} for status in statuses
-    }
-
 
 router = APIRouter(
     prefix="/api/mv",
@@ -74,7 +52,7 @@ router = APIRouter(
     },
 )
 
-GENERATION_ERRORS = _errors(400, 401, 409, 413, 422, 429, 502, 503, 504)
+GENERATION_ERRORS = error_responses(400, 401, 409, 413, 422, 429, 502, 503, 504)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -91,7 +69,7 @@ IdempotencyKey = Annotated[
 
 async def _answer_once(
     http_request: Request,
-    runtime: Runtime,
+    idempotency: IdempotencyStore,
     endpoint: str,
     key: str | None,
     request: BaseModel,
@@ -108,18 +86,28 @@ async def _answer_once(
         request_fingerprint, request.model_dump(mode="json")
     )
     owner = getattr(http_request.state, CALLER_STATE, "")
-    return await runtime.idempotency.run_once(endpoint, key, fingerprint, produce_json, owner=owner)
+    return await idempotency.run_once(endpoint, key, fingerprint, produce_json, owner=owner)
+
+
+def _url_for(http_request: Request, route_name: str, parameter: str) -> Callable[[str], str]:
+    """`artifact_id → /api/mv/...`: the path of one of this router's GET routes."""
+    return lambda artifact_id: http_request.app.url_path_for(route_name, **{parameter: artifact_id})
 
 
 @router.post(
     "/create_scenes",
+    name="mv_create_scenes",
     response_model=CreateScenesResponse,
     summary="Write scene prompts for a video idea (v1)",
     responses=GENERATION_ERRORS,
 )
 async def create_scenes(
     request: CreateScenesRequest,
-    runtime: RuntimeDep,
+    writer: SceneWriterDep,
+    store: StoreDep,
+    limiter: LimiterDep,
+    configs: ConfigsDep,
+    idempotency: IdempotencyDep,
     http_request: Request,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
@@ -132,23 +120,35 @@ async def create_scenes(
     """
     return await _answer_once(
         http_request,
-        runtime,
+        idempotency,
         "create_scenes",
         idempotency_key,
         request,
-        lambda: generate_scenes(request, runtime),
+        lambda: generate_scenes(
+            request,
+            writer=writer,
+            store=store,
+            limiter=limiter,
+            defaults=configs.parameters,
+            prompt_template=configs.scene_prompts.scene_generation_prompt,
+        ),
     )
 
 
 @router.post(
     "/generate_character_reference",
+    name="mv_generate_character_reference",
     response_model=GenerateCharacterReferenceResponse,
     summary="Draw the character reference image (v2)",
     responses=GENERATION_ERRORS,
 )
 async def generate_character_reference(
     request: GenerateCharacterReferenceRequest,
-    runtime: RuntimeDep,
+    drawer: ImageDrawerDep,
+    store: StoreDep,
+    limiter: LimiterDep,
+    configs: ConfigsDep,
+    idempotency: IdempotencyDep,
     http_request: Request,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
@@ -162,40 +162,54 @@ async def generate_character_reference(
     """
     return await _answer_once(
         http_request,
-        runtime,
+        idempotency,
         "generate_character_reference",
         idempotency_key,
         request,
         lambda: generate_character_reference_image(
-            request, runtime, client_gone=http_request.is_disconnected
+            request,
+            drawer=drawer,
+            store=store,
+            limiter=limiter,
+            params=configs.image_params,
+            prompt_template=configs.image_prompts.character_reference_prompt,
+            image_url_for=_url_for(http_request, "mv_get_character_reference", "image_id"),
+            client_gone=http_request.is_disconnected,
         ),
     )
 
 
 @router.get(
     "/get_character_reference/{image_id}",
+    name="mv_get_character_reference",
     response_class=FileResponse,
     summary="The stored character reference image",
     responses={
         200: {"content": {"image/png": {}, "image/jpeg": {}}, "description": "The image"},
-        **_errors(401, 404),
+        **error_responses(401, 404),
     },
 )
-async def get_character_reference(image_id: str, runtime: RuntimeDep) -> FileResponse:
+async def get_character_reference(image_id: str, store: StoreDep) -> FileResponse:
     """Serves the image stored under `image_id` with its Content-Type (PNG or JPEG)."""
-    stored = await find_reference(image_id, runtime.output_root)
-    return FileResponse(stored.path, media_type=stored.content_type)
+    stored = await find_reference(image_id, store)
+    return FileResponse(store.local_path(stored.key), media_type=stored.content_type)
 
 
 @router.post(
     "/generate_video",
+    name="mv_generate_video",
     response_model=GenerateVideoResponse,
     summary="Render one video clip for one scene (v3)",
-    responses={**GENERATION_ERRORS, **_errors(404)},
+    responses={**GENERATION_ERRORS, **error_responses(404)},
 )
 async def create_video(
     request: GenerateVideoRequest,
-    runtime: RuntimeDep,
+    backends: VideoBackendsDep,
+    store: StoreDep,
+    limiter: LimiterDep,
+    configs: ConfigsDep,
+    settings: SettingsDep,
+    idempotency: IdempotencyDep,
     http_request: Request,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
@@ -209,11 +223,20 @@ async def create_video(
     """
     return await _answer_once(
         http_request,
-        runtime,
+        idempotency,
         "generate_video",
         idempotency_key,
         request,
-        lambda: generate_video(request, runtime, client_gone=http_request.is_disconnected),
+        lambda: generate_video(
+            request,
+            backends=backends,
+            store=store,
+            limiter=limiter,
+            params=configs.video_params,
+            max_reference_image_bytes=settings.mv_max_reference_image_bytes,
+            video_url_for=_url_for(http_request, "mv_get_video", "video_id"),
+            client_gone=http_request.is_disconnected,
+        ),
     )
 
 
@@ -222,44 +245,47 @@ CLIP_PATH = "/get_video/{video_id}"
 
 @router.get(
     CLIP_PATH,
+    name="mv_get_video",
     operation_id="get_video",
     response_class=ClipResponse,
     summary="Download a clip (Range requests supported)",
     responses={
         200: {"content": {"video/mp4": {}}, "description": "The whole clip"},
         206: {"content": {"video/mp4": {}}, "description": "The requested byte range"},
-        **_errors(401, 404, 416),
+        **error_responses(401, 404, 416),
     },
 )
-async def get_video(video_id: str, request: Request, runtime: RuntimeDep) -> ClipResponse:
+async def get_video(video_id: str, request: Request, store: StoreDep) -> ClipResponse:
     """Streams the clip as `video/mp4` with `Accept-Ranges`, `ETag` and `Last-Modified`.
 
     `Range: bytes=a-b` answers 206 with that part; a range past the end is a 416. HEAD gives
     the headers (size, ETag) without the body.
     """
-    stored = await find_clip(video_id, runtime.output_root)
+    stored = await find_clip(video_id, store)
     check_range(request.headers.get("range"), stored.size_bytes or 0)
-    return clip_response(stored.path, etag=stored.sidecar.get("sha256"))
+    return clip_response(store.local_path(stored.key), etag=stored.sidecar.get("sha256"))
 
 
 router.add_api_route(
     CLIP_PATH,
     get_video,
     methods=["HEAD"],
+    name="head_video",
     operation_id="head_video",
     response_class=ClipResponse,
     summary="A clip's headers (size, ETag) without the body",
-    responses=_errors(401, 404, 416),
+    responses=error_responses(401, 404, 416),
 )
 
 
 @router.get(
     "/get_video/{video_id}/info",
+    name="mv_get_video_info",
     response_model=VideoInfo,
     summary="A clip's size, creation time and stored metadata",
-    responses=_errors(401, 404),
+    responses=error_responses(401, 404),
 )
-async def get_video_info(video_id: str, runtime: RuntimeDep) -> VideoInfo:
+async def get_video_info(video_id: str, store: StoreDep) -> VideoInfo:
     """Everything known about a clip without downloading it. `exists` is false only when
     the metadata survives but the clip file is gone."""
-    return await video_info(video_id, runtime.output_root)
+    return await video_info(video_id, store)

@@ -7,9 +7,11 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from google import genai
 
 from backend.config import Settings
 from backend.main import create_app
+from backend.mv.providers.gemini.client import build_gemini_client, gemini_session
 
 TEST_GEMINI_KEY = "test-gemini-key-9f3a1c"
 TEST_REPLICATE_TOKEN = "r8_test-replicate-token-77b2e4"
@@ -50,3 +52,14 @@ async def serve_app(
             transport=transport, base_url="http://testserver", timeout=60
         ) as client:
             yield app, client
+
+
+@asynccontextmanager
+async def service_gemini_client(settings: Settings) -> AsyncIterator[genai.Client]:
+    """The Gemini client the service builds for `settings` (which must hold a key), on its
+    own aiohttp session, closed afterwards."""
+    trust = httpx.create_ssl_context()
+    async with gemini_session(settings, trust) as session:
+        client = build_gemini_client(settings, session, trust)
+        assert client is not None, "settings without GEMINI_API_KEY"
+        yield client

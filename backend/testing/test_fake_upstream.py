@@ -21,8 +21,7 @@ from PIL import Image
 from replicate.exceptions import ModelError, ReplicateError
 from replicate.helpers import FileOutput
 
-from backend.mv.providers import build_provider_clients
-from backend.testing.apps import make_settings
+from backend.testing.apps import make_settings, service_gemini_client
 from backend.testing.fake_upstream import (
     DEFAULT_CLIP_BYTES,
     GENERIC_MODEL_ERROR,
@@ -58,16 +57,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 async def gemini(fake_upstream: FakeUpstream, tmp_path: Path) -> AsyncIterator[genai.Client]:
-    """The service's own Gemini client (`providers.build_provider_clients`): on its aiohttp
-    session, with the SDK's own retries off."""
+    """The service's own Gemini client: on its aiohttp session, with the SDK's own retries
+    off."""
     settings = make_settings(
         tmp_path, gemini_api_key=GEMINI_KEY, google_gemini_base_url=fake_upstream.base_url
     )
-    clients = build_provider_clients(settings)
-    try:
-        yield clients.require_gemini()
-    finally:
-        await clients.aclose()
+    async with service_gemini_client(settings) as client:
+        yield client
 
 
 @pytest.fixture

@@ -1,25 +1,66 @@
-"""Video backends and the factory that picks one by name.
+"""Video backends behind one interface, and the registry that builds them by name.
 
 `replicate` (default) and `gemini` call the providers; `mock` renders a local clip at no
-cost. In mock mode (`MV_MOCK_MODE=true`) every name is served by the mock.
+cost. In mock mode (`MV_MOCK_MODE=true`) every name is served by the mock. A new backend
+is a member of `VideoBackendName` and one entry in `build_video_backends`.
 """
 
-from backend.mv.errors import ValidationFailed
-from backend.mv.mock_provider import MOCK_BACKEND
+from enum import StrEnum
+
+from google import genai
+from replicate import Client as ReplicateClient
+
+from backend.config import Settings
+from backend.mv.configuration import VideoParams
+from backend.mv.providers import JobPolicy
+from backend.mv.providers.downloads import Downloader
 from backend.mv.video_backends.base import VideoBackend
-from backend.mv.video_backends.gemini_backend import GeminiVideoBackend
-from backend.mv.video_backends.mock_backend import MockVideoBackend
-from backend.mv.video_backends.replicate_backend import ReplicateVideoBackend
-
-BACKENDS: dict[str, VideoBackend] = {
-    "replicate": ReplicateVideoBackend(),
-    "gemini": GeminiVideoBackend(),
-    MOCK_BACKEND: MockVideoBackend(),
-}
-DEFAULT_BACKEND = "replicate"
+from backend.mv.video_backends.gemini import GeminiVideoBackend
+from backend.mv.video_backends.mock import MockVideoBackend
+from backend.mv.video_backends.replicate import ReplicateVideoBackend
 
 
-def get_video_backend(name: str = DEFAULT_BACKEND, *, mock_mode: bool = False) -> VideoBackend:
-    if name not in BACKENDS:
-        raise ValidationFailed.about("backend", f"must be one of {sorted(BACKENDS)}", "enum")
-    return BACKENDS[MOCK_BACKEND] if mock_mode else BACKENDS[name]
+class VideoBackendName(StrEnum):
+    """What a request's `backend` may name."""
+
+    REPLICATE = "replicate"
+    GEMINI = "gemini"
+    MOCK = "mock"
+
+
+DEFAULT_BACKEND = VideoBackendName.REPLICATE
+
+VideoBackends = dict[VideoBackendName, VideoBackend]
+
+
+def build_video_backends(
+    settings: Settings,
+    params: VideoParams,
+    *,
+    gemini: genai.Client | None,
+    replicate_client: ReplicateClient | None,
+    downloader: Downloader,
+) -> VideoBackends:
+    """Every backend, built once with its client and config."""
+    mock = MockVideoBackend(settings.mv_mock_delay_seconds)
+    if settings.mv_mock_mode:
+        return dict.fromkeys(VideoBackendName, mock)
+    policy = JobPolicy.from_settings(settings)
+    return {
+        VideoBackendName.REPLICATE: ReplicateVideoBackend(
+            replicate_client,
+            downloader,
+            model=params.replicate_model,
+            model_inputs=params.replicate_model_inputs,
+            policy=policy,
+        ),
+        VideoBackendName.GEMINI: GeminiVideoBackend(
+            gemini,
+            downloader,
+            model=params.gemini_model,
+            policy=policy,
+            api_key=settings.gemini_api_key,
+            base_url=settings.google_gemini_base_url,
+        ),
+        VideoBackendName.MOCK: mock,
+    }

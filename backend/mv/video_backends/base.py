@@ -1,13 +1,15 @@
 """What every video backend receives and must provide."""
 
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
-from backend.mv.metadata import ParameterPlan
-from backend.mv.runtime import Runtime
-from backend.mv.storage import FileDigest
-from backend.mv.upstream import Deadline
+from backend.mv.params import ParameterPlan
+from backend.mv.providers import Provider
+from backend.mv.storage.base import ArtifactStore
+from backend.mv.storage.files import FileDigest
+
+PARAMETER = {"parameter": True}
+"""Marks the `VideoJob` fields that are request parameters, reported in `parameters_used`."""
 
 
 @dataclass(frozen=True)
@@ -24,32 +26,31 @@ class ReferenceImage:
 
 @dataclass(frozen=True)
 class VideoJob:
-    """One clip to render, with every default already applied and every value checked."""
+    """One clip to render, with every default already applied and every value checked.
+
+    A new request parameter is one more field marked `PARAMETER`: `requested_parameters`
+    reports it, and each backend's `plan` says whether it reaches the provider.
+    """
 
     prompt: str
     full_prompt: str
-    aspect_ratio: str
-    duration: int
-    generate_audio: bool
-    person_generation: str
-    negative_prompt: str | None = None
-    seed: int | None = None
+    aspect_ratio: str = field(metadata=PARAMETER)
+    duration: int = field(metadata=PARAMETER)
+    generate_audio: bool = field(metadata=PARAMETER)
+    person_generation: str = field(metadata=PARAMETER)
+    negative_prompt: str | None = field(default=None, metadata=PARAMETER)
+    seed: int | None = field(default=None, metadata=PARAMETER)
     reference_image: ReferenceImage | None = None
     from_defaults: frozenset[str] = frozenset()
     """Names whose value came from the config, not from the client."""
 
     def requested_parameters(self) -> dict[str, Any]:
         """Every parameter the client asked for or a default supplied, by its API name."""
-        parameters: dict[str, Any] = {
-            "aspect_ratio": self.aspect_ratio,
-            "duration": self.duration,
-            "generate_audio": self.generate_audio,
-            "person_generation": self.person_generation,
+        parameters = {
+            item.name: getattr(self, item.name)
+            for item in fields(self)
+            if item.metadata.get("parameter") and getattr(self, item.name) is not None
         }
-        if self.negative_prompt is not None:
-            parameters["negative_prompt"] = self.negative_prompt
-        if self.seed is not None:
-            parameters["seed"] = self.seed
         if self.reference_image is not None:
             parameters["reference_image"] = self.reference_image.describe()
         return parameters
@@ -64,16 +65,16 @@ class VideoOutcome:
 
 
 class VideoBackend(Protocol):
-    name: str
-    """Value of `backend_used`."""
-    semaphore_kind: str
-    """Which concurrency cap the backend's upstream jobs count against."""
-    subject_to_deadline: bool
+    """Built once with its client and config; `generate` runs under its own deadline."""
 
-    def model_name(self, runtime: Runtime) -> str: ...
+    name: Provider
+    """Value of `backend_used`; each backend has its own concurrency cap."""
+    model: str
 
-    def plan(self, job: VideoJob, runtime: Runtime) -> ParameterPlan: ...
+    def plan(self, job: VideoJob) -> ParameterPlan: ...
 
     async def generate(
-        self, job: VideoJob, destination: Path, runtime: Runtime, deadline: Deadline
-    ) -> VideoOutcome: ...
+        self, job: VideoJob, plan: ParameterPlan, store: ArtifactStore, key: str
+    ) -> VideoOutcome:
+        """Render the clip and store it under `key`, sending what `plan.used` holds."""
+        ...

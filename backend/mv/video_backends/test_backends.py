@@ -14,9 +14,9 @@ from PIL import Image
 
 from backend.config import Settings
 from backend.mv.configuration import load_configs
-from backend.mv.errors import ValidationFailed
-from backend.mv.video_backends import get_video_backend
-from backend.mv.video_backends.gemini_backend import _key_header
+from backend.mv.providers.gemini.videos import download_headers
+from backend.mv.runtime import build_runtime
+from backend.mv.video_backends import DEFAULT_BACKEND, VideoBackendName
 from backend.testing import fake_upstream as fake
 from backend.testing.apps import (
     TEST_GEMINI_KEY,
@@ -71,7 +71,7 @@ def png_bytes() -> bytes:
 
 
 def rules_for(aspect_ratio: str) -> str:
-    return load_configs().image_params.video_rules_template.format(aspect_ratio=aspect_ratio)
+    return load_configs().video_params.rules_template.format(aspect_ratio=aspect_ratio)
 
 
 def replicate_input(fake_upstream: FakeUpstream) -> dict[str, Any]:
@@ -92,25 +92,36 @@ def files_in(folder: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("name", ["replicate", "gemini", "mock"])
-def test_factory_returns_the_backend_of_that_name(name: str) -> None:
-    assert get_video_backend(name).name == name
+async def test_registry_builds_the_backend_of_that_name(name: str, tmp_path: Path) -> None:
+    runtime = await build_runtime(make_settings(tmp_path))
+    try:
+        assert runtime.video_backends[VideoBackendName(name)].name == name
+    finally:
+        await runtime.aclose()
 
 
-def test_factory_default_is_replicate() -> None:
-    assert get_video_backend().name == "replicate"
+def test_default_backend_is_replicate() -> None:
+    assert DEFAULT_BACKEND == "replicate"
 
 
 @pytest.mark.parametrize("name", ["replicate", "gemini", "mock"])
-def test_mock_mode_serves_every_backend_name_from_the_mock(name: str) -> None:
-    assert get_video_backend(name, mock_mode=True).name == "mock"
+async def test_mock_mode_serves_every_backend_name_from_the_mock(name: str, tmp_path: Path) -> None:
+    runtime = await build_runtime(make_settings(tmp_path, mv_mock_mode=True))
+    try:
+        assert runtime.video_backends[VideoBackendName(name)].name == "mock"
+    finally:
+        await runtime.aclose()
 
 
 @pytest.mark.parametrize("mock_mode", [False, True])
 @pytest.mark.parametrize("name", ["sora", "", "Replicate"])
-def test_unknown_backend_name_is_a_validation_error(name: str, mock_mode: bool) -> None:
-    with pytest.raises(ValidationFailed) as raised:
-        get_video_backend(name, mock_mode=mock_mode)
-    assert raised.value.details[0]["field"] == "backend"
+async def test_unknown_backend_name_is_a_validation_error(
+    name: str, mock_mode: bool, tmp_path: Path
+) -> None:
+    async with serve_app(make_settings(tmp_path, mv_mock_mode=mock_mode)) as (_, client):
+        response = await client.post(VIDEO, json={"prompt": PROMPT, "backend": name})
+    assert response.status_code == 400
+    assert response.json()["details"][0]["field"] == "backend"
 
 
 # ---- Replicate
@@ -474,6 +485,6 @@ async def test_a_download_interrupted_every_time_is_a_502_and_leaves_no_file(
     ],
 )
 def test_the_gemini_key_goes_only_to_the_api_over_https(uri: str, gets_key: bool) -> None:
-    headers = _key_header(uri, "secret", "https://api.example")
+    headers = download_headers(uri, "secret", "https://api.example")
     assert (headers == {"x-goog-api-key": "secret"}) is gets_key
     assert (headers is None) is not gets_key

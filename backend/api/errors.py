@@ -1,4 +1,5 @@
-"""Renders every error, on every route, in the one JSON shape DESIGN.md documents."""
+"""Renders every error, on every route, in the one JSON shape DESIGN.md documents, and
+describes that shape, with an example per error code, in the OpenAPI schema."""
 
 import logging
 from typing import Any
@@ -6,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.logging_setup import request_id_var
@@ -15,10 +17,31 @@ from backend.mv.errors import (
     NotFound,
     PayloadTooLarge,
     ValidationFailed,
+    problem,
 )
-from backend.mv.storage import utc_now_iso
+from backend.mv.storage.identity import utc_now_iso
 
 logger = logging.getLogger(__name__)
+
+EXAMPLE_TIMESTAMP = "2026-01-01T00:00:00Z"
+EXAMPLE_REQUEST_ID = "5b0f2c8e9a7d4e1f8c3b6a2d9e0f1a2b"
+PROVIDER_STATUSES = {422, 429, 502, 503, 504}
+"""Statuses whose examples name the provider that answered."""
+EXAMPLE_DETAILS: dict[type[MVError], list[Any]] = {
+    ValidationFailed: [problem("aspect_ratio", "must be one of ['16:9', '9:16']", "enum")],
+}
+
+
+class ErrorResponse(BaseModel):
+    """The one error shape, on every route and status."""
+
+    error: str = Field(examples=["Content refused by the provider's safety filter"])
+    error_code: str = Field(examples=["CONTENT_POLICY_VIOLATION"])
+    message: str
+    backend_used: str | None = None
+    timestamp: str = Field(examples=[EXAMPLE_TIMESTAMP])
+    request_id: str
+    details: list[Any] = Field(default_factory=list)
 
 
 def error_body(error: MVError) -> dict[str, Any]:
@@ -38,6 +61,51 @@ def error_response(error: MVError) -> JSONResponse:
     if error.retry_after_seconds is not None:
         headers["Retry-After"] = str(error.retry_after_seconds)
     return JSONResponse(error_body(error), status_code=error.status_code, headers=headers)
+
+
+def _error_classes(status: int) -> list[type[MVError]]:
+    """Every error a client may get with `status`, from the hierarchy itself."""
+    found: list[type[MVError]] = []
+    pending = [MVError]
+    while pending:
+        error_class = pending.pop(0)
+        if error_class.status_code == status:
+            found.append(error_class)
+        pending.extend(error_class.__subclasses__())
+    return found
+
+
+def _example(error_class: type[MVError]) -> dict[str, Any]:
+    return {
+        "error": error_class.title,
+        "error_code": error_class.error_code,
+        "message": error_class.example,
+        "backend_used": "replicate" if error_class.status_code in PROVIDER_STATUSES else None,
+        "timestamp": EXAMPLE_TIMESTAMP,
+        "request_id": EXAMPLE_REQUEST_ID,
+        "details": EXAMPLE_DETAILS.get(error_class, []),
+    }
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for `statuses`: the error shape, a description naming each
+    error code, and one example per code, all made from the error classes."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        classes = _error_classes(status)
+        responses[status] = {
+            "model": ErrorResponse,
+            "description": "; ".join(f"{cls.title} (`{cls.error_code}`)" for cls in classes),
+            "content": {
+                "application/json": {
+                    "examples": {
+                        cls.__name__: {"summary": cls.error_code, "value": _example(cls)}
+                        for cls in classes
+                    }
+                }
+            },
+        }
+    return responses
 
 
 def _field_name(location: tuple[Any, ...]) -> str:
@@ -71,9 +139,7 @@ async def _handle_mv_error(request: Request, exc: Exception) -> JSONResponse:
     """Render a domain error; provider text inside it is scrubbed of our own keys, in case a
     provider ever echoes one back."""
     assert isinstance(exc, MVError)
-    settings = request.app.state.runtime.settings
-    secrets = [key for key in (settings.gemini_api_key, settings.replicate_api_token) if key]
-    exc.message = _redact(exc.message, secrets)
+    exc.message = _redact(exc.message, request.app.state.runtime.settings.provider_keys)
     if exc.status_code >= 500:
         logger.warning("%s: %s", exc.error_code, exc.message, exc_info=exc.__cause__)
     return error_response(exc)

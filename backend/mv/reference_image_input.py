@@ -1,18 +1,18 @@
-"""Reference images sent with a video request: decoded, size-checked and really decoded.
+"""The reference image of a video request: sent as base64, or a stored character reference.
 
-The decoded size is checked (413) before the format, and the format by magic bytes and a real
-decode (PNG, JPEG or WebP, else 400), all before any provider is paid.
+Base64 is decoded and checked before any provider is paid: the decoded size (413) before
+the format, and the format by magic bytes and a real decode (PNG, JPEG or WebP, else 400).
 """
 
 import base64
 import binascii
-from pathlib import Path
 
 import anyio
 
-from backend.mv.errors import PayloadTooLarge, ValidationFailed
-from backend.mv.images import MAX_IMAGE_PIXELS, decoded_format
-from backend.mv.references import find_reference
+from backend.mv.errors import NotFound, PayloadTooLarge, ValidationFailed
+from backend.mv.image_check import MAX_IMAGE_PIXELS, decoded_format
+from backend.mv.image_generator import find_reference
+from backend.mv.storage.base import ArtifactStore
 from backend.mv.video_backends.base import ReferenceImage
 
 MAGIC_BYTES = {
@@ -63,8 +63,10 @@ def _decode_and_check(encoded: str, max_bytes: int) -> ReferenceImage:
     return ReferenceImage(data=data, mime_type=mime_type, source="base64")
 
 
-async def load_stored_reference(image_id: str, output_root: Path) -> ReferenceImage:
+async def load_stored_reference(image_id: str, store: ArtifactStore) -> ReferenceImage:
     """A character reference stored by generate_character_reference; unknown id → 404."""
-    stored = await find_reference(image_id, output_root)
-    data = await anyio.Path(stored.path).read_bytes()
+    stored = await find_reference(image_id, store)
+    data = await store.read_bytes(stored.key)
+    if data is None:
+        raise NotFound(f"The image for character reference {stored.image_id} is gone")
     return ReferenceImage(data=data, mime_type=stored.content_type, source=f"image_id {image_id}")

@@ -1,11 +1,11 @@
-"""Serving stored clips: FileResponse with larger chunks and the error contract for ranges."""
+"""Serving stored media: FileResponse with larger chunks and the error contract for ranges."""
 
 from pathlib import Path
 
 from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable
 
 from backend.mv import errors
-from backend.mv.storage import CHUNK_BYTES
+from backend.mv.storage.files import CHUNK_BYTES
 
 
 class ClipResponse(FileResponse):

@@ -12,7 +12,7 @@ import psutil
 import pytest
 from PIL import Image
 
-from backend.mv.mock_media import (
+from backend.mv.providers.mock.media import (
     VIDEO_FPS,
     MockMediaError,
     write_mock_image,

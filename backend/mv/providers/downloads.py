@@ -1,4 +1,4 @@
-"""Streams a provider's output file to disk: chunk by chunk, through a temporary file.
+"""Streams a provider's output file into the store: chunk by chunk, published when whole.
 
 Downloads use aiohttp rather than httpx (which the Replicate SDK uses): moving hundreds of
 megabytes through one event loop costs about a third of the CPU per MiB there (its parser
@@ -9,21 +9,30 @@ provider wrote them (`encoded=True`): a signed storage URL must not be re-quoted
 
 import asyncio
 import contextlib
-import logging
+import ssl
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from http import HTTPStatus
-from pathlib import Path
 
 import aiohttp
 from yarl import URL
 
+from backend.config import Settings
 from backend.mv.errors import BackendError
-from backend.mv.runtime import Runtime
-from backend.mv.storage import FileDigest, streaming_atomic_writer
-from backend.mv.upstream import Deadline, backoff_seconds
+from backend.mv.providers.deadline import Deadline
+from backend.mv.providers.pools import aiohttp_session
+from backend.mv.providers.retries import with_retries
+from backend.mv.storage.base import ArtifactStore, ArtifactWriter
+from backend.mv.storage.files import FileDigest
 
-logger = logging.getLogger(__name__)
+DOWNLOAD_SLOTS = 16
+"""Output files streaming at once per process; more wait their (short) turn. Each holds
+buffers while it streams, and more at once cost the event loop more than they gained in
+the benchmark."""
+DOWNLOAD_READ_BUFFER_BYTES = 256 * 1024
+"""What a download's connection buffers before reading pauses (aiohttp holds up to twice
+this); more did not stream faster in the benchmark, only grew memory."""
 
 MAX_REDIRECTS = 5
 TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
@@ -71,62 +80,73 @@ async def _open_following_redirects(
     raise BackendError("The provider's download redirected too many times", backend=backend)
 
 
-async def download_to_file(
+async def download(
     client: aiohttp.ClientSession,
     url: str,
-    destination: Path,
+    open_target: Callable[[], AbstractAsyncContextManager[ArtifactWriter]],
     *,
     backend: str,
     headers: dict[str, str] | None = None,
     max_attempts: int = 1,
     hold_slot: Callable[[], AbstractAsyncContextManager[None]] = contextlib.nullcontext,
 ) -> FileDigest:
-    """Download `url` to `destination` (published only when complete); returns size and hash.
+    """Download `url` into a fresh `open_target()` per attempt; returns size and hash.
 
     The file is already paid for, so a network failure, a 429 or a 5xx is retried (a GET
     creates nothing) with backoff, up to `max_attempts`; the caller's deadline bounds it all.
     Memory does not grow with the file: each chunk is written as it arrives. Each attempt
     streams inside `hold_slot()`.
     """
-    attempt = 1
-    while True:
-        try:
-            async with hold_slot():
-                return await _download_once(client, url, destination, backend, headers)
-        except BackendError as error:
-            if not error.retryable or attempt >= max_attempts:
-                raise
-            logger.info("download of %s output failed (%s); retrying", backend, error.message)
-            await asyncio.sleep(backoff_seconds(attempt, error.retry_hint_seconds))
-            attempt += 1
 
+    async def attempt() -> FileDigest:
+        async with hold_slot():
+            return await _download_once(client, url, open_target, backend, headers)
 
-async def download_output(
-    runtime: Runtime,
-    url: str,
-    destination: Path,
-    *,
-    backend: str,
-    headers: dict[str, str] | None = None,
-    deadline: Deadline,
-) -> FileDigest:
-    """`download_to_file` with the service's client, download slots and attempt budget; the
-    wait for a slot does not count against `deadline`."""
-    return await download_to_file(
-        runtime.clients.downloads,
-        url,
-        destination,
-        backend=backend,
-        headers=headers,
-        max_attempts=runtime.settings.mv_upstream_max_attempts,
-        hold_slot=lambda: deadline.holding(runtime.clients.download_slots),
+    return await with_retries(
+        attempt, what=f"download of {backend} output", max_attempts=max_attempts
     )
+
+
+def download_session(settings: Settings, trust: ssl.SSLContext) -> aiohttp.ClientSession:
+    """The session output files stream through: `DOWNLOAD_SLOTS` connections, each
+    buffering at most twice `DOWNLOAD_READ_BUFFER_BYTES`."""
+    return aiohttp_session(settings, DOWNLOAD_SLOTS, trust, read_bufsize=DOWNLOAD_READ_BUFFER_BYTES)
+
+
+@dataclass
+class Downloader:
+    """The service's download path: one session, `DOWNLOAD_SLOTS`, the attempt budget."""
+
+    session: aiohttp.ClientSession
+    max_attempts: int
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(DOWNLOAD_SLOTS))
+
+    async def fetch(
+        self,
+        url: str,
+        store: ArtifactStore,
+        key: str,
+        *,
+        backend: str,
+        deadline: Deadline,
+        headers: dict[str, str] | None = None,
+    ) -> FileDigest:
+        """`url` stored under `key`; the wait for a slot does not count against `deadline`."""
+        return await download(
+            self.session,
+            url,
+            lambda: store.writer(key),
+            backend=backend,
+            headers=headers,
+            max_attempts=self.max_attempts,
+            hold_slot=lambda: deadline.holding(self.slots),
+        )
 
 
 async def _download_once(
     client: aiohttp.ClientSession,
     url: str,
-    destination: Path,
+    open_target: Callable[[], AbstractAsyncContextManager[ArtifactWriter]],
     backend: str,
     headers: dict[str, str] | None,
 ) -> FileDigest:
@@ -140,7 +160,7 @@ async def _download_once(
                 )
                 error.retryable = response.status in TRANSIENT_STATUSES
                 raise error
-            async with streaming_atomic_writer(destination) as writer:
+            async with open_target() as writer:
                 async for piece, _ in response.content.iter_chunks():
                     await writer.write(piece)
         finally:

@@ -11,7 +11,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backend.api_errors import error_response
+from backend.api.errors import error_response
 from backend.logging_setup import request_id_var
 from backend.mv.errors import MVError, PayloadTooLarge, Unauthorized
 

@@ -5,7 +5,8 @@ localhost, which are different origins to a client: a redirect from one to the o
 redirect to another host.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import aiohttp
@@ -13,11 +14,18 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from backend.mv.downloads import download_to_file
 from backend.mv.errors import BackendError
+from backend.mv.providers.downloads import download
+from backend.mv.storage.base import ArtifactWriter
+from backend.mv.storage.local import LocalStore
 
 CLIP = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 64
 API_KEY = "secret-key"
+
+
+def into(path: Path) -> Callable[[], AbstractAsyncContextManager[ArtifactWriter]]:
+    """A download target: the file `path`, through the local store."""
+    return lambda: LocalStore(path.parent).writer(path.name)
 
 
 class FileService:
@@ -91,10 +99,10 @@ async def test_api_key_is_sent_only_to_its_own_host(
     key_follows: bool,
 ) -> None:
     service.redirect_to = service.url("/media/clip.mp4", host=media_host)
-    written = await download_to_file(
+    written = await download(
         session,
         service.url("/v1beta/files/abc:download?alt=media"),
-        tmp_path / "clip.mp4",
+        into(tmp_path / "clip.mp4"),
         backend="gemini",
         headers={"x-goog-api-key": API_KEY},
     )
@@ -110,9 +118,7 @@ async def test_endless_redirects_are_a_backend_error(
     tmp_path: Path, service: FileService, session: aiohttp.ClientSession
 ) -> None:
     with pytest.raises(BackendError, match="redirected too many times"):
-        await download_to_file(
-            session, service.url("/loop/0"), tmp_path / "f.mp4", backend="gemini"
-        )
+        await download(session, service.url("/loop/0"), into(tmp_path / "f.mp4"), backend="gemini")
     assert not list(tmp_path.iterdir())
 
 
@@ -120,10 +126,10 @@ async def test_a_busy_file_service_is_asked_again(
     tmp_path: Path, service: FileService, session: aiohttp.ClientSession
 ) -> None:
     service.failures_left = 1
-    written = await download_to_file(
+    written = await download(
         session,
         service.url("/media/clip.mp4"),
-        tmp_path / "clip.mp4",
+        into(tmp_path / "clip.mp4"),
         backend="replicate",
         max_attempts=2,
     )
@@ -137,10 +143,10 @@ async def test_retries_stop_at_the_attempt_budget(
 ) -> None:
     service.failures_left = 3
     with pytest.raises(BackendError, match=r"HTTP 503") as caught:
-        await download_to_file(
+        await download(
             session,
             service.url("/media/clip.mp4"),
-            tmp_path / "clip.mp4",
+            into(tmp_path / "clip.mp4"),
             backend="replicate",
             max_attempts=2,
         )
@@ -154,10 +160,10 @@ async def test_signed_urls_are_sent_exactly_as_written(
 ) -> None:
     signed = "/media/clip.mp4?sig=a%2Fb%3D%3D&expires=1%7E2"
     service.redirect_to = service.url(signed)
-    await download_to_file(
+    await download(
         session,
         service.url("/v1beta/files/abc:download?alt=media&key=x%2By"),
-        tmp_path / "clip.mp4",
+        into(tmp_path / "clip.mp4"),
         backend="gemini",
     )
     assert service.raw_paths_seen == ["/v1beta/files/abc:download?alt=media&key=x%2By", signed]
@@ -168,7 +174,10 @@ async def test_a_redirect_to_an_invalid_url_is_a_backend_error(
 ) -> None:
     service.redirect_to = "http://[not-an-address/clip.mp4"
     with pytest.raises(BackendError, match="invalid URL"):
-        await download_to_file(
-            session, service.url("/v1beta/files/abc:download"), tmp_path / "f.mp4", backend="gemini"
+        await download(
+            session,
+            service.url("/v1beta/files/abc:download"),
+            into(tmp_path / "f.mp4"),
+            backend="gemini",
         )
     assert not list(tmp_path.iterdir())

@@ -5,7 +5,8 @@ import asyncio
 import pytest
 
 from backend.mv.errors import GenerationTimeout
-from backend.mv.upstream import BACKOFF_MAX_SECONDS, Deadline, backoff_seconds
+from backend.mv.providers.deadline import Deadline
+from backend.mv.providers.retries import BACKOFF_MAX_SECONDS, backoff_seconds
 
 
 async def test_waiting_for_a_slot_does_not_use_up_the_deadline() -> None:

@@ -9,6 +9,7 @@ at the deadline is cancelled upstream.
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -21,12 +22,13 @@ from backend.mv.errors import (
     GenerationFailed,
     MVError,
 )
-from backend.mv.upstream import (
-    Deadline,
-    call_with_retries,
-    read_status_tolerantly,
-    translate_replicate_error,
-)
+from backend.mv.providers import JobPolicy, Provider
+from backend.mv.providers.deadline import Deadline
+from backend.mv.providers.downloads import Downloader
+from backend.mv.providers.replicate.errors import REPLICATE_ERRORS
+from backend.mv.providers.retries import call_with_retries, read_status_tolerantly
+from backend.mv.storage.base import ArtifactStore
+from backend.mv.storage.files import FileDigest
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +93,7 @@ async def run_prediction(
     model: str,
     model_input: dict[str, Any],
     deadline: Deadline,
-    poll_interval_seconds: float,
-    max_attempts: int,
+    policy: JobPolicy,
     backend: str,
 ) -> tuple[Prediction, str]:
     """Create the prediction and wait for it; returns it and its output file's URL.
@@ -104,19 +105,19 @@ async def run_prediction(
         lambda: client.models.predictions.async_create(
             model=model, input=model_input, wait=_prefer_wait_seconds(deadline)
         ),
-        translate=translate_replicate_error,
+        errors=REPLICATE_ERRORS,
         backend=backend,
-        max_attempts=max_attempts,
+        max_attempts=policy.max_attempts,
         deadline=deadline,
     )
     logger.info("prediction %s created, status %s", prediction.id, prediction.status)
     try:
         while prediction.status not in TERMINAL_STATUSES:
-            await asyncio.sleep(poll_interval_seconds)
+            await asyncio.sleep(policy.poll_interval_seconds)
             prediction = await read_status_tolerantly(
                 lambda current: client.predictions.async_get(current.id),
                 prediction,
-                translate=translate_replicate_error,
+                errors=REPLICATE_ERRORS,
                 backend=backend,
                 job=f"prediction {prediction.id}",
             )
@@ -126,3 +127,34 @@ async def run_prediction(
     if prediction.status != "succeeded":
         raise _failure(prediction, backend)
     return prediction, _output_url(prediction, backend)
+
+
+async def predict_into_store(
+    client: replicate.Client,
+    downloader: Downloader,
+    *,
+    model: str,
+    model_input: dict[str, Any],
+    policy: JobPolicy,
+    store: ArtifactStore,
+    key: str,
+    log_response: Callable[[Prediction], None],
+) -> tuple[Prediction, FileDigest]:
+    """One prediction under its own deadline, its output file streamed into `store` as
+    `key`; what Replicate's image and video paths share. `log_response` is the endpoint's
+    debug log of the finished prediction."""
+    deadline = Deadline(policy.timeout_seconds)
+    async with deadline.enforced(Provider.REPLICATE):
+        prediction, output_url = await run_prediction(
+            client,
+            model=model,
+            model_input=model_input,
+            deadline=deadline,
+            policy=policy,
+            backend=Provider.REPLICATE,
+        )
+        log_response(prediction)
+        written = await downloader.fetch(
+            output_url, store, key, backend=Provider.REPLICATE, deadline=deadline
+        )
+    return prediction, written

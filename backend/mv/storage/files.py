@@ -1,8 +1,8 @@
-"""Everything that writes or finds a stored artifact goes through here.
+"""Local files written atomically: the primitives under `LocalStore` and the service's own
+records.
 
 Files are written under a temporary `.tmp` name in their target folder, flushed to disk and
 renamed into place, so a reader (or a crash) never sees a partial file under a final name.
-Paths are built only from parsed UUIDs, never from a client's string.
 """
 
 import hashlib
@@ -11,37 +11,13 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import anyio
 
-from backend.mv.errors import NotFound
-
 TMP_SUFFIX = ".tmp"
 CHUNK_BYTES = 1024 * 1024
-
-
-def utc_now_iso() -> str:
-    """Timestamps in responses and sidecars: UTC, second precision, `Z` suffix."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_artifact_id(raw_id: str) -> str | None:
-    """The canonical form of a client-supplied id, or None when it is not a UUID.
-
-    Only the canonical form is accepted so that one artifact has exactly one name.
-    """
-    try:
-        parsed = uuid.UUID(raw_id)
-    except ValueError:
-        return None
-    return str(parsed) if str(parsed) == raw_id.lower() else None
-
-
-def new_artifact_id() -> str:
-    return str(uuid.uuid4())
 
 
 def temporary_path(final_path: Path) -> Path:
@@ -194,21 +170,6 @@ def remove_leftover_temporaries(root: Path) -> list[Path]:
         with suppress(FileNotFoundError):
             path.unlink()
     return leftovers
-
-
-async def find_sidecar(folder: Path, raw_id: str, kind: str) -> tuple[str, dict[str, Any]]:
-    """The canonical id and sidecar of a stored artifact, or `NotFound`.
-
-    The id is parsed before any path is built, so a malformed or hostile id never touches
-    the filesystem.
-    """
-    artifact_id = parse_artifact_id(raw_id)
-    if artifact_id is None:
-        raise NotFound(f"No {kind} with id {raw_id[:64]!r}")
-    sidecar = await read_json(folder / f"{artifact_id}.json")
-    if not isinstance(sidecar, dict):
-        raise NotFound(f"No {kind} with id {artifact_id}")
-    return artifact_id, sidecar
 
 
 async def read_json(path: Path) -> Any | None:

@@ -1,0 +1,45 @@
+"""Mock character references: a real PNG or JPEG of the asked shape, after the mock delay."""
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from backend.mv.image_generator import GenerateCharacterReferenceRequest
+from backend.mv.params import ParameterPlan
+from backend.mv.providers import Provider
+from backend.mv.providers.mock.failures import simulate_generation
+from backend.mv.providers.mock.media import write_mock_image
+from backend.mv.storage.base import ArtifactStore
+
+
+@dataclass
+class MockImageDrawer:
+    backend: ClassVar[Provider] = Provider.MOCK
+    model: ClassVar[str] = "mock-imagen"
+
+    delay_seconds: float
+
+    def plan(
+        self,
+        chosen: dict[str, Any],
+        defaults_applied: list[str],  # noqa: ARG002 - the mock takes every parameter
+    ) -> ParameterPlan:
+        return ParameterPlan(used=chosen, not_applied={})
+
+    async def draw(
+        self,
+        request: GenerateCharacterReferenceRequest,
+        prompt: str,  # noqa: ARG002 - the label is the client's own description
+        plan: ParameterPlan,
+        store: ArtifactStore,
+        key: str,
+    ) -> None:
+        await simulate_generation(
+            [request.character_description, request.negative_prompt or ""], self.delay_seconds
+        )
+        async with store.staging(key) as temp:
+            await write_mock_image(
+                temp,
+                aspect_ratio=plan.used["aspect_ratio"],
+                image_format=plan.used["output_format"],
+                label=request.character_description,
+            )

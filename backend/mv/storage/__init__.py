@@ -1,0 +1,1 @@
+"""Where artifacts live: the `ArtifactStore` interface and its implementations."""

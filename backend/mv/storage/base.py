@@ -1,0 +1,95 @@
+"""The one interface through which every artifact and sidecar is written and read.
+
+Keys are relative, `/`-separated names (`videos/<id>.mp4`, `videos/<id>.json`) built only
+from parsed ids and fixed folder names, never from a client's string. Every write is atomic:
+nothing is visible under a final key until it is whole, and a write never replaces an
+existing artifact unless it says so (`replace=True`), which is how two writers racing for
+one key find out (`FileExistsError`). Local files are the implementation today; object
+storage is another class with the same methods.
+"""
+
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any, Protocol
+
+from backend.mv.errors import NotFound
+from backend.mv.storage.files import FileDigest
+from backend.mv.storage.identity import parse_artifact_id
+
+
+class ArtifactWriter(Protocol):
+    """A stream being written to one key; `digest` is its size and sha256 so far."""
+
+    digest: FileDigest
+
+    async def write(self, piece: bytes) -> None: ...
+
+
+class ArtifactStore(Protocol):
+    def uri(self, key: str) -> str:
+        """What answers show as the artifact's location (an absolute path for local files)."""
+        ...
+
+    def local_path(self, key: str) -> Path:
+        """The file that holds `key`, for the media routes to serve with Range."""
+        ...
+
+    def writer(self, key: str) -> AbstractAsyncContextManager[ArtifactWriter]:
+        """Stream pieces to `key`, published when the block succeeds; on any error nothing
+        is left under `key`. Memory stays flat whatever the size."""
+        ...
+
+    def staging(self, key: str) -> AbstractAsyncContextManager[Path]:
+        """A local file to fill by other means (Pillow, ffmpeg), published as `key` when the
+        block succeeds."""
+        ...
+
+    async def put_bytes(self, key: str, data: bytes, *, replace: bool = False) -> None: ...
+
+    async def put_json(self, key: str, document: Any, *, replace: bool = False) -> None: ...
+
+    async def read_bytes(self, key: str) -> bytes | None:
+        """The stored bytes, or None when nothing is stored under `key`."""
+        ...
+
+    async def read_json(self, key: str) -> Any | None: ...
+
+    async def size(self, key: str) -> int | None:
+        """The stored size in bytes, or None when nothing is stored under `key`."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove `key` if it exists."""
+        ...
+
+    async def claim(self, key: str) -> None:
+        """Create an empty marker at `key`, failing with `FileExistsError` when one is there
+        (a reservation two requests cannot both win); `NotADirectoryError` when a folder on
+        the way is a file."""
+        ...
+
+    async def remove_folder_if_empty(self, prefix: str) -> None:
+        """Drop a folder that a failure left empty (object stores have none to drop)."""
+        ...
+
+    async def remove_leftovers(self) -> int:
+        """At startup, before serving: delete what killed writers left half-done; returns
+        how many went."""
+        ...
+
+
+async def find_sidecar(
+    store: ArtifactStore, folder: str, raw_id: str, kind: str
+) -> tuple[str, dict[str, Any]]:
+    """The canonical id and sidecar (`<folder>/<id>.json`) of a stored artifact, or `NotFound`.
+
+    The id is parsed before any key is built, so a malformed or hostile id never reaches
+    the store.
+    """
+    artifact_id = parse_artifact_id(raw_id)
+    if artifact_id is None:
+        raise NotFound(f"No {kind} with id {raw_id[:64]!r}")
+    sidecar = await store.read_json(f"{folder}/{artifact_id}.json")
+    if not isinstance(sidecar, dict):
+        raise NotFound(f"No {kind} with id {artifact_id}")
+    return artifact_id, sidecar
