@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 
 from backend.api_errors import install_error_handlers
 from backend.config import Settings
@@ -38,6 +39,7 @@ except PackageNotFoundError:
 ENDPOINTS = {
     "health": "/health",
     "docs": "/docs",
+    "redoc": "/redoc",
     "openapi": "/openapi.json",
     "mv_create_scenes": "/api/mv/create_scenes",
     "mv_generate_character_reference": "/api/mv/generate_character_reference",
@@ -83,7 +85,9 @@ def create_app(settings: Settings | None = None, *, config_dir: Path = CONFIG_DI
             await finish_cancellations()
             await clients.aclose()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc load their JS and CSS from this app, not a CDN, so /docs and
+    # /redoc work without internet.
+    app = FastAPIOffline(
         title="Music-video generation API",
         version=SERVICE_VERSION,
         description=(
