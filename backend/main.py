@@ -13,6 +13,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 
 from backend.api.dependencies import SettingsDep
 from backend.api.errors import install_error_handlers
@@ -33,7 +34,12 @@ SERVICE_VERSION = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["pro
 """The project's version, read from pyproject.toml: the project is not installed as a
 package, so the installed-distribution metadata has none."""
 
-SERVICE_ENDPOINTS = {"health": "/health", "docs": "/docs", "openapi": "/openapi.json"}
+SERVICE_ENDPOINTS = {
+    "health": "/health",
+    "docs": "/docs",
+    "redoc": "/redoc",
+    "openapi": "/openapi.json",
+}
 
 
 def endpoints() -> dict[str, str]:
@@ -65,7 +71,9 @@ def create_app(settings: Settings | None = None, *, config_dir: Path = CONFIG_DI
         finally:
             await app.state.runtime.aclose()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc load their JS and CSS from this app, not a CDN, so /docs and
+    # /redoc work without internet.
+    app = FastAPIOffline(
         title="Music-video generation API",
         version=SERVICE_VERSION,
         description=(

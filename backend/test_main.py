@@ -25,6 +25,7 @@ async def test_root_reports_mode_providers_and_every_endpoint(client: httpx.Asyn
     expected = {
         "health": "/health",
         "docs": "/docs",
+        "redoc": "/redoc",
         "openapi": "/openapi.json",
         "mv_create_scenes": "/api/mv/create_scenes",
         "mv_generate_character_reference": "/api/mv/generate_character_reference",
@@ -137,7 +138,7 @@ async def test_either_key_header_is_accepted(tmp_path: Path, headers: dict[str, 
     assert response.status_code == 200, response.text
 
 
-@pytest.mark.parametrize("path", ["/", "/health", "/docs", "/openapi.json"])
+@pytest.mark.parametrize("path", ["/", "/health", "/docs", "/redoc", "/openapi.json"])
 async def test_service_routes_stay_open_with_keys_set(tmp_path: Path, path: str) -> None:
     settings = make_settings(tmp_path, mv_mock_mode=True, mv_api_keys="k1")
     async with serve_app(settings) as (_, client):
