@@ -51,13 +51,20 @@ class Settings(BaseSettings):
         return frozenset(key.strip() for key in self.mv_api_keys.split(",") if key.strip())
 
     @cached_property
+    def provider_key_fields(self) -> dict[str, str]:
+        """Each provider's key by provider name: every `<provider>_api_key` or
+        `<provider>_api_token` field, so a new provider's key is reported and scrubbed
+        without being listed anywhere else."""
+        return {
+            name.rsplit("_api_", 1)[0]: getattr(self, name)
+            for name in type(self).model_fields
+            if name.endswith(("_api_key", "_api_token"))
+        }
+
+    @cached_property
     def provider_keys(self) -> list[str]:
-        """Every provider key that is set (any `*_api_key` or `*_api_token` field), so a new
-        provider's key is scrubbed from error messages without being listed anywhere."""
-        names = (
-            name for name in type(self).model_fields if name.endswith(("_api_key", "_api_token"))
-        )
-        return [value for name in names if (value := getattr(self, name))]
+        """The provider keys that are set, to scrub from anything a client or log sees."""
+        return [key for key in self.provider_key_fields.values() if key]
 
     @cached_property
     def cors_origins(self) -> list[str]:

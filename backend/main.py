@@ -22,9 +22,10 @@ from backend.api.middleware import (
     BodySizeLimitMiddleware,
     RequestContextMiddleware,
 )
+from backend.api.openapi import install_config_aware_openapi
 from backend.config import REPO_ROOT, Settings
 from backend.logging_setup import configure_logging
-from backend.mv.configuration import CONFIG_DIR, ConfigError
+from backend.mv.configuration import CONFIG_DIR, ConfigError, MVConfigs, load_configs
 from backend.mv.runtime import build_runtime
 from backend.routers import mv
 
@@ -86,6 +87,12 @@ def create_app(settings: Settings | None = None, *, config_dir: Path = CONFIG_DI
     install_error_handlers(app)
     app.include_router(mv.router)
     _add_service_routes(app)
+
+    def loaded_configs() -> MVConfigs:
+        runtime = getattr(app.state, "runtime", None)
+        return runtime.configs if runtime is not None else load_configs(config_dir)
+
+    install_config_aware_openapi(app, loaded_configs)
     if settings.api_keys:
         app.add_middleware(ApiKeyMiddleware, api_keys=settings.api_keys)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.mv_max_request_bytes)
@@ -115,8 +122,7 @@ def _add_service_routes(app: FastAPI) -> None:
             "version": SERVICE_VERSION,
             "mode": _mode(settings),
             "providers_configured": {
-                "gemini": bool(settings.gemini_api_key),
-                "replicate": bool(settings.replicate_api_token),
+                provider: bool(key) for provider, key in settings.provider_key_fields.items()
             },
             "authentication": "api_key" if settings.api_keys else "none",
             "endpoints": endpoints(),

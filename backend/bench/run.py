@@ -30,10 +30,11 @@ from typing import Any
 from backend.bench import sections as bench
 from backend.bench.processes import REPO_ROOT, Stack, running_stack
 from backend.bench.report import MIB, evaluate_targets, render_table
+from backend.mv.video_backends import VideoBackendName
 
 logger = logging.getLogger("backend.bench")
 
-BACKENDS = ("replicate", "gemini")
+BACKENDS = tuple(name.value for name in VideoBackendName if name != VideoBackendName.MOCK)
 SECTIONS = ("generate", "health", "memory", "get_video", "create_scenes")
 LOAD_SECTIONS = {"generate", "health", "memory"}
 LARGE_FILE_SECTIONS = {"memory", "get_video", "create_scenes"}

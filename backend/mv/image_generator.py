@@ -54,23 +54,38 @@ class GenerateCharacterReferenceRequest(BaseModel):
         CheckedText,
     ]
     aspect_ratio: str | None = Field(
-        default=None, max_length=16, description="1:1, 9:16, 16:9, 3:4 or 4:3", examples=["1:1"]
+        default=None,
+        max_length=16,
+        description="Default `aspect_ratio`, allowed `allowed.aspect_ratio` (image_params.yaml)",
+        examples=["1:1"],
     )
     safety_filter_level: str | None = Field(
         default=None,
         max_length=64,
-        description="block_low_and_above, block_medium_and_above or block_only_high",
+        description=(
+            "Default `safety_filter_level`, allowed `allowed.safety_filter_level` "
+            "(image_params.yaml)"
+        ),
     )
     person_generation: str | None = Field(
-        default=None, max_length=64, description="dont_allow, allow_adult or allow_all"
+        default=None,
+        max_length=64,
+        description=(
+            "Default `person_generation`, allowed `allowed.person_generation` (image_params.yaml)"
+        ),
     )
     output_format: str | None = Field(
-        default=None, max_length=8, description="png or jpg", examples=["png"]
+        default=None,
+        max_length=8,
+        description="Default `output_format`, allowed `allowed.output_format` (image_params.yaml)",
+        examples=["png"],
     )
     negative_prompt: Annotated[
         str | None, Field(max_length=1000, description="What the image must not show"), CheckedText
     ] = None
-    seed: int | None = Field(default=None, ge=0, le=2**31 - 1, description="For reproducibility")
+    seed: int | None = Field(
+        default=None, ge=0, le=2**31 - 1, strict=True, description="For reproducibility"
+    )
 
 
 class CharacterReferenceMetadata(GenerationMetadata):

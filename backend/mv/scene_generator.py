@@ -61,24 +61,45 @@ class CreateScenesRequest(BaseModel):
     ]
     character_characteristics: Annotated[
         str | None,
-        Field(max_length=1000, description="Personality traits; default from parameters.yaml"),
+        Field(
+            max_length=1000,
+            description="Traits; default `character_characteristics` in parameters.yaml",
+        ),
         CheckedText,
     ] = None
     number_of_scenes: int | None = Field(
         default=None,
+        strict=True,
         ge=1,
         le=1000,
-        description="How many scenes; default and maximum (12) from parameters.yaml",
+        description=(
+            "How many scenes; default `number_of_scenes`, at most `max_number_of_scenes` "
+            "(both in parameters.yaml)"
+        ),
         examples=[4],
     )
     video_type: Annotated[
-        str | None, Field(max_length=200, description="e.g. music video"), CheckedText
+        str | None,
+        Field(
+            max_length=200, description="e.g. music video; default `video_type` in parameters.yaml"
+        ),
+        CheckedText,
     ] = None
     video_characteristics: Annotated[
-        str | None, Field(max_length=1000, description="Visual style"), CheckedText
+        str | None,
+        Field(
+            max_length=1000,
+            description="Visual style; default `video_characteristics` in parameters.yaml",
+        ),
+        CheckedText,
     ] = None
     camera_angle: Annotated[
-        str | None, Field(max_length=500, description="Camera perspective"), CheckedText
+        str | None,
+        Field(
+            max_length=500,
+            description="Camera perspective; default `camera_angle` in parameters.yaml",
+        ),
+        CheckedText,
     ] = None
     output_dir: str | None = Field(
         default=None,

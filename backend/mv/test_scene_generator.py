@@ -47,6 +47,8 @@ def sent_prompts(fake_upstream: FakeUpstream) -> list[str]:
         {"idea": "x" * 2001},
         {"idea": "null byte \x00 inside"},
         {"number_of_scenes": 0},
+        {"number_of_scenes": True},
+        {"number_of_scenes": "4"},
         {"output_dir": "/etc"},
         {"output_dir": "../escape"},
         {"output_dir": "a/../../b"},

@@ -120,6 +120,9 @@ INVALID_REQUESTS = [
         id="both-reference-fields",
     ),
     pytest.param({"backend": "sora"}, "backend", id="unknown-backend"),
+    pytest.param({"seed": False}, "seed", id="boolean-seed"),
+    pytest.param({"duration": "8"}, "duration", id="duration-as-text"),
+    pytest.param({"generate_audio": "yes"}, "generate_audio", id="audio-as-text"),
     pytest.param({"prompt": "   "}, "prompt", id="blank-prompt"),
     pytest.param(
         {"video_rules_template": "{style} framing"}, "video_rules_template", id="template-name"
@@ -290,6 +293,7 @@ async def test_request_without_options_gets_the_configured_defaults(
     assert response.status_code == 200, response.text
     metadata = response.json()["metadata"]
     assert metadata["model_used"] == "google/veo-3.1"
+    assert (metadata["is_mock"], metadata["has_reference_image"]) == (False, False)
     assert metadata["parameters_used"] == {
         "aspect_ratio": "16:9",
         "duration": 8,

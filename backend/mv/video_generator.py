@@ -57,11 +57,23 @@ class GenerateVideoRequest(BaseModel):
         CheckedText,
     ] = None
     aspect_ratio: str | None = Field(
-        default=None, max_length=16, description="16:9 or 9:16; default from video_params.yaml"
+        default=None,
+        max_length=16,
+        description="Default `aspect_ratio`, allowed `allowed.aspect_ratio` (video_params.yaml)",
     )
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="For reproducibility")
-    duration: int | None = Field(default=None, ge=1, le=60, description="Seconds: 4, 6 or 8")
-    generate_audio: bool | None = Field(default=None, description="Default true")
+    seed: int | None = Field(
+        default=None, ge=0, le=2**32 - 1, strict=True, description="For reproducibility"
+    )
+    duration: int | None = Field(
+        default=None,
+        strict=True,
+        ge=1,
+        le=60,
+        description="Seconds; default `duration`, allowed `allowed.duration` (video_params.yaml)",
+    )
+    generate_audio: bool | None = Field(
+        default=None, strict=True, description="Default `generate_audio` in video_params.yaml"
+    )
     reference_image_base64: str | None = Field(
         default=None,
         max_length=MAX_BASE64_CHARS,

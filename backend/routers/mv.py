@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Body, Header, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
@@ -53,6 +53,66 @@ router = APIRouter(
 )
 
 GENERATION_ERRORS = error_responses(400, 401, 409, 413, 422, 429, 502, 503, 504)
+
+
+def _example(summary: str, value: dict[str, Any]) -> dict[str, Any]:
+    """A request body for Swagger's "Try it out": complete, and answered 200 in mock mode
+    every time it is sent (so no `output_dir`, no reference image id)."""
+    return {"default": {"summary": summary, "value": value}}
+
+
+CHARACTER = "Silver metallic humanoid robot with a red shield"
+ScenesBody = Annotated[
+    CreateScenesRequest,
+    Body(
+        openapi_examples=_example(
+            "Four scenes for a music video",
+            {
+                "idea": "A robot discovers music in an abandoned city",
+                "character_description": CHARACTER,
+                "character_characteristics": "curious, gentle, quietly brave",
+                "number_of_scenes": 4,
+                "video_type": "music video",
+                "video_characteristics": "neon-lit, cinematic, slow camera moves",
+                "camera_angle": "low angle",
+            },
+        )
+    ),
+]
+CharacterBody = Annotated[
+    GenerateCharacterReferenceRequest,
+    Body(
+        openapi_examples=_example(
+            "A square PNG of the character",
+            {
+                "character_description": CHARACTER,
+                "aspect_ratio": "1:1",
+                "safety_filter_level": "block_medium_and_above",
+                "person_generation": "allow_adult",
+                "output_format": "png",
+                "negative_prompt": "text, watermark, extra limbs",
+                "seed": 42,
+            },
+        )
+    ),
+]
+VideoBody = Annotated[
+    GenerateVideoRequest,
+    Body(
+        openapi_examples=_example(
+            "An 8 s landscape clip with sound",
+            {
+                "prompt": "Wide shot: the robot walks through a neon city at dusk, slow dolly in",
+                "negative_prompt": "blurry footage, text overlays",
+                "aspect_ratio": "16:9",
+                "duration": 8,
+                "generate_audio": True,
+                "seed": 42,
+                "backend": "replicate",
+            },
+        )
+    ),
+]
 
 IdempotencyKey = Annotated[
     str | None,
@@ -102,7 +162,7 @@ def _url_for(http_request: Request, route_name: str, parameter: str) -> Callable
     responses=GENERATION_ERRORS,
 )
 async def create_scenes(
-    request: CreateScenesRequest,
+    request: ScenesBody,
     writer: SceneWriterDep,
     store: StoreDep,
     limiter: LimiterDep,
@@ -143,7 +203,7 @@ async def create_scenes(
     responses=GENERATION_ERRORS,
 )
 async def generate_character_reference(
-    request: GenerateCharacterReferenceRequest,
+    request: CharacterBody,
     drawer: ImageDrawerDep,
     store: StoreDep,
     limiter: LimiterDep,
@@ -203,7 +263,7 @@ async def get_character_reference(image_id: str, store: StoreDep) -> FileRespons
     responses={**GENERATION_ERRORS, **error_responses(404)},
 )
 async def create_video(
-    request: GenerateVideoRequest,
+    request: VideoBody,
     backends: VideoBackendsDep,
     store: StoreDep,
     limiter: LimiterDep,
