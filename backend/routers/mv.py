@@ -6,10 +6,11 @@ answers are made from the routes' names, so a path is written once, here.
 """
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Body, Header, Request
+from fastapi import APIRouter, Body, Depends, Header, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
@@ -26,6 +27,7 @@ from backend.api.dependencies import (
 from backend.api.errors import ErrorResponse, error_responses
 from backend.api.media import ClipResponse, check_range, clip_response
 from backend.api.middleware import CALLER_STATE
+from backend.mv.configuration import MVConfigs
 from backend.mv.idempotency import MAX_KEY_LENGTH, IdempotencyStore, request_fingerprint
 from backend.mv.image_generator import (
     GenerateCharacterReferenceRequest,
@@ -33,7 +35,9 @@ from backend.mv.image_generator import (
     find_reference,
     generate_character_reference_image,
 )
+from backend.mv.limiter import GenerationLimiter
 from backend.mv.scene_generator import CreateScenesRequest, CreateScenesResponse, generate_scenes
+from backend.mv.storage.base import ArtifactStore
 from backend.mv.video_generator import (
     GenerateVideoRequest,
     GenerateVideoResponse,
@@ -127,31 +131,54 @@ IdempotencyKey = Annotated[
 ]
 
 
-async def _answer_once(
+@dataclass
+class Generation:
+    """What every generation route shares beside its own strategy: the store, the caps, the
+    configs, and the Idempotency-Key bookkeeping of this request."""
+
+    http_request: Request
+    store: ArtifactStore
+    limiter: GenerationLimiter
+    configs: MVConfigs
+    idempotency: IdempotencyStore
+    key: str | None
+
+    async def answer_once(
+        self, endpoint: str, request: BaseModel, produce: Callable[[], Awaitable[BaseModel]]
+    ) -> dict[str, Any]:
+        """Run `produce` once per Idempotency-Key and caller (or every time without a key)."""
+
+        async def produce_json() -> dict[str, Any]:
+            return (await produce()).model_dump(mode="json", by_alias=True)
+
+        if self.key is None:
+            return await produce_json()
+        fingerprint = await anyio.to_thread.run_sync(
+            request_fingerprint, request.model_dump(mode="json")
+        )
+        owner = getattr(self.http_request.state, CALLER_STATE, "")
+        return await self.idempotency.run_once(
+            endpoint, self.key, fingerprint, produce_json, owner=owner
+        )
+
+    def url_for(self, route_name: str, parameter: str) -> Callable[[str], str]:
+        """`artifact_id → /api/mv/...`: the path of one of this router's GET routes."""
+        app = self.http_request.app
+        return lambda artifact_id: app.url_path_for(route_name, **{parameter: artifact_id})
+
+
+async def _generation(
     http_request: Request,
-    idempotency: IdempotencyStore,
-    endpoint: str,
-    key: str | None,
-    request: BaseModel,
-    produce: Callable[[], Awaitable[BaseModel]],
-) -> dict[str, Any]:
-    """Run `produce` once per Idempotency-Key and caller (or every time without a key)."""
-
-    async def produce_json() -> dict[str, Any]:
-        return (await produce()).model_dump(mode="json", by_alias=True)
-
-    if key is None:
-        return await produce_json()
-    fingerprint = await anyio.to_thread.run_sync(
-        request_fingerprint, request.model_dump(mode="json")
-    )
-    owner = getattr(http_request.state, CALLER_STATE, "")
-    return await idempotency.run_once(endpoint, key, fingerprint, produce_json, owner=owner)
+    store: StoreDep,
+    limiter: LimiterDep,
+    configs: ConfigsDep,
+    idempotency: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Generation:
+    return Generation(http_request, store, limiter, configs, idempotency, idempotency_key)
 
 
-def _url_for(http_request: Request, route_name: str, parameter: str) -> Callable[[str], str]:
-    """`artifact_id → /api/mv/...`: the path of one of this router's GET routes."""
-    return lambda artifact_id: http_request.app.url_path_for(route_name, **{parameter: artifact_id})
+GenerationDep = Annotated[Generation, Depends(_generation)]
 
 
 @router.post(
@@ -162,14 +189,7 @@ def _url_for(http_request: Request, route_name: str, parameter: str) -> Callable
     responses=GENERATION_ERRORS,
 )
 async def create_scenes(
-    request: ScenesBody,
-    writer: SceneWriterDep,
-    store: StoreDep,
-    limiter: LimiterDep,
-    configs: ConfigsDep,
-    idempotency: IdempotencyDep,
-    http_request: Request,
-    idempotency_key: IdempotencyKey = None,
+    request: ScenesBody, writer: SceneWriterDep, generation: GenerationDep
 ) -> dict[str, Any]:
     """Gemini writes `number_of_scenes` self-contained Veo prompts for the idea and character.
 
@@ -178,17 +198,15 @@ async def create_scenes(
     `scenes.md` in a folder of their own (`output_dir`, or a fresh `scene_set_id`).
     Typical time: 10-60 s live, `MV_MOCK_DELAY_SECONDS` in mock mode.
     """
-    return await _answer_once(
-        http_request,
-        idempotency,
+    configs = generation.configs
+    return await generation.answer_once(
         "create_scenes",
-        idempotency_key,
         request,
         lambda: generate_scenes(
             request,
             writer=writer,
-            store=store,
-            limiter=limiter,
+            store=generation.store,
+            limiter=generation.limiter,
             defaults=configs.parameters,
             prompt_template=configs.scene_prompts.scene_generation_prompt,
         ),
@@ -203,14 +221,7 @@ async def create_scenes(
     responses=GENERATION_ERRORS,
 )
 async def generate_character_reference(
-    request: CharacterBody,
-    drawer: ImageDrawerDep,
-    store: StoreDep,
-    limiter: LimiterDep,
-    configs: ConfigsDep,
-    idempotency: IdempotencyDep,
-    http_request: Request,
-    idempotency_key: IdempotencyKey = None,
+    request: CharacterBody, drawer: ImageDrawerDep, generation: GenerationDep
 ) -> dict[str, Any]:
     """Imagen 4 on Replicate draws the character; the image is stored and returned.
 
@@ -220,21 +231,19 @@ async def generate_character_reference(
     has no input for are listed in `metadata.parameters_not_applied`.
     Typical time: 5-30 s live.
     """
-    return await _answer_once(
-        http_request,
-        idempotency,
+    configs = generation.configs
+    return await generation.answer_once(
         "generate_character_reference",
-        idempotency_key,
         request,
         lambda: generate_character_reference_image(
             request,
             drawer=drawer,
-            store=store,
-            limiter=limiter,
+            store=generation.store,
+            limiter=generation.limiter,
             params=configs.image_params,
             prompt_template=configs.image_prompts.character_reference_prompt,
-            image_url_for=_url_for(http_request, "mv_get_character_reference", "image_id"),
-            client_gone=http_request.is_disconnected,
+            image_url_for=generation.url_for("mv_get_character_reference", "image_id"),
+            client_gone=generation.http_request.is_disconnected,
         ),
     )
 
@@ -265,13 +274,8 @@ async def get_character_reference(image_id: str, store: StoreDep) -> FileRespons
 async def create_video(
     request: VideoBody,
     backends: VideoBackendsDep,
-    store: StoreDep,
-    limiter: LimiterDep,
-    configs: ConfigsDep,
     settings: SettingsDep,
-    idempotency: IdempotencyDep,
-    http_request: Request,
-    idempotency_key: IdempotencyKey = None,
+    generation: GenerationDep,
 ) -> dict[str, Any]:
     """Veo 3.1 renders one clip (4, 6 or 8 s) for `prompt`; call once per scene, concurrently.
 
@@ -281,21 +285,18 @@ async def create_video(
     `replicate` (default) or `gemini`; parameters a backend cannot take are listed in
     `metadata.parameters_not_applied`. Fetch the clip from `video_url`.
     """
-    return await _answer_once(
-        http_request,
-        idempotency,
+    return await generation.answer_once(
         "generate_video",
-        idempotency_key,
         request,
         lambda: generate_video(
             request,
             backends=backends,
-            store=store,
-            limiter=limiter,
-            params=configs.video_params,
+            store=generation.store,
+            limiter=generation.limiter,
+            params=generation.configs.video_params,
             max_reference_image_bytes=settings.mv_max_reference_image_bytes,
-            video_url_for=_url_for(http_request, "mv_get_video", "video_id"),
-            client_gone=http_request.is_disconnected,
+            video_url_for=generation.url_for("mv_get_video", "video_id"),
+            client_gone=generation.http_request.is_disconnected,
         ),
     )
 
