@@ -2,12 +2,14 @@
 body limits, authentication and startup cleanup."""
 
 import json
+import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from backend.config import REPO_ROOT
 from backend.testing.apps import make_settings, serve_app
 from backend.testing.contract import ERROR_KEYS, assert_error_shape
 
@@ -184,3 +186,10 @@ async def test_refusals_before_the_app_carry_cors_headers(tmp_path: Path) -> Non
         )
     assert_error_shape(response, 413, "PAYLOAD_TOO_LARGE")
     assert response.headers["access-control-allow-origin"] == "https://app.example"
+
+
+async def test_version_is_the_projects_own(client: httpx.AsyncClient) -> None:
+    """The project is not installed as a package, so no installed metadata can supply it."""
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    assert (await client.get("/")).json()["version"] == project["version"]
+    assert (await client.get("/openapi.json")).json()["info"]["version"] == project["version"]
