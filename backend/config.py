@@ -60,5 +60,10 @@ class Settings(BaseSettings):
         return [value for name in names if (value := getattr(self, name))]
 
     @cached_property
+    def secrets(self) -> list[str]:
+        """What no log line or answer may show: the provider keys and the client API keys."""
+        return [*self.provider_keys, *self.api_keys]
+
+    @cached_property
     def cors_origins(self) -> list[str]:
         return [origin.strip() for origin in self.mv_cors_origins.split(",") if origin.strip()]

@@ -56,7 +56,7 @@ def endpoints() -> dict[str, str]:
 def create_app(settings: Settings | None = None, *, config_dir: Path = CONFIG_DIR) -> FastAPI:
     """An app for `settings` (default: environment and `.env`) and the YAML in `config_dir`."""
     settings = settings or Settings()
-    configure_logging(debug=settings.mv_debug_mode)
+    configure_logging(debug=settings.mv_debug_mode, secrets=settings.secrets)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -26,7 +26,7 @@ from backend.testing.apps import (
     service_gemini_client,
 )
 from backend.testing.fake_upstream import FakeUpstream
-from backend.testing.server_process import running_server
+from backend.testing.server_process import mock_server_env, running_server
 
 VIDEO = "/api/mv/generate_video"
 SCENES = "/api/mv/create_scenes"
@@ -236,16 +236,6 @@ async def wait_for(predicate: Callable[[], bool], within: float) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
-
-
-def mock_server_env(output_dir: Path, **extra: str) -> dict[str, str]:
-    return {
-        "MV_MOCK_MODE": "true",
-        "MV_OUTPUT_DIR": str(output_dir),
-        "MV_MOCK_DELAY_SECONDS": "1.5",
-        "MV_API_KEYS": "",
-        **extra,
-    }
 
 
 async def test_client_disconnect_keeps_the_paid_result(tmp_path: Path) -> None:
