@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from backend.api.dependencies import get_store
 from backend.testing.apps import make_settings, serve_app
 from backend.testing.contract import ERROR_KEYS, assert_error_shape
 
@@ -183,4 +184,22 @@ async def test_refusals_before_the_app_carry_cors_headers(tmp_path: Path) -> Non
             headers={"Origin": "https://app.example", "content-type": "application/json"},
         )
     assert_error_shape(response, 413, "PAYLOAD_TOO_LARGE")
+    assert response.headers["access-control-allow-origin"] == "https://app.example"
+
+
+async def test_an_unexpected_error_is_a_500_in_the_error_shape_with_cors_headers(
+    tmp_path: Path,
+) -> None:
+    async def broken_store() -> None:
+        raise RuntimeError("disk on fire")
+
+    settings = make_settings(tmp_path, mv_cors_origins="https://app.example")
+    async with serve_app(settings) as (app, client):
+        app.dependency_overrides[get_store] = broken_store
+        response = await client.get(
+            "/api/mv/get_video/3f2b9c1e-8d4a-4f6e-9b7a-1c2d3e4f5a6b",
+            headers={"Origin": "https://app.example"},
+        )
+    body = assert_error_shape(response, 500, "INTERNAL_ERROR")
+    assert "disk on fire" not in body["message"]
     assert response.headers["access-control-allow-origin"] == "https://app.example"

@@ -228,6 +228,7 @@ class StoredReference:
     image_id: str
     key: str
     content_type: str
+    sha256: str | None
 
 
 async def find_reference(raw_id: str, store: ArtifactStore) -> StoredReference:
@@ -240,4 +241,4 @@ async def find_reference(raw_id: str, store: ArtifactStore) -> StoredReference:
     content_type = CONTENT_TYPES.get(
         PurePosixPath(name).suffix.lstrip("."), "application/octet-stream"
     )
-    return StoredReference(image_id, key, content_type)
+    return StoredReference(image_id, key, content_type, sidecar.get("sha256"))
