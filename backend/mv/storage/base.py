@@ -52,7 +52,10 @@ class ArtifactStore(Protocol):
         """The stored bytes, or None when nothing is stored under `key`."""
         ...
 
-    async def read_json(self, key: str) -> Any | None: ...
+    async def read_json(self, key: str) -> dict[str, Any] | None:
+        """The JSON object stored under `key`; None when there is none, or when what is
+        stored is not a JSON object (logged as a warning naming `key`, never the content)."""
+        ...
 
     async def size(self, key: str) -> int | None:
         """The stored size in bytes, or None when nothing is stored under `key`."""
@@ -90,6 +93,6 @@ async def find_sidecar(
     if artifact_id is None:
         raise NotFound(f"No {kind} with id {raw_id[:64]!r}")
     sidecar = await store.read_json(f"{folder}/{artifact_id}.json")
-    if not isinstance(sidecar, dict):
+    if sidecar is None:
         raise NotFound(f"No {kind} with id {artifact_id}")
     return artifact_id, sidecar

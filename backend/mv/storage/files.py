@@ -7,6 +7,7 @@ renamed into place, so a reader (or a crash) never sees a partial file under a f
 
 import hashlib
 import json
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import anyio
+
+logger = logging.getLogger(__name__)
 
 TMP_SUFFIX = ".tmp"
 CHUNK_BYTES = 1024 * 1024
@@ -172,9 +175,29 @@ def remove_leftover_temporaries(root: Path) -> list[Path]:
     return leftovers
 
 
-async def read_json(path: Path) -> Any | None:
-    """A stored JSON document, or None when it does not exist."""
+def warn_corrupt(name: str, problem: str) -> None:
+    """Log a stored document that cannot be used: its name and what is wrong, never its
+    content (which may hold anything, a client's text included)."""
+    logger.warning("ignoring corrupt %s (%s): treated as missing", name, problem)
+
+
+async def read_json_object(path: Path, name: str) -> dict[str, Any] | None:
+    """The JSON object stored at `path`, or None when there is none.
+
+    What is there but is not a JSON object (truncated, not UTF-8, a list) is logged under
+    `name` and treated as missing too: one bad file must not turn every request for it into
+    a 500 forever.
+    """
     try:
-        return json.loads(await anyio.Path(path).read_bytes())
+        data = await anyio.Path(path).read_bytes()
     except FileNotFoundError:
         return None
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError):
+        warn_corrupt(name, "not valid JSON")
+        return None
+    if not isinstance(document, dict):
+        warn_corrupt(name, "not a JSON object")
+        return None
+    return document

@@ -10,7 +10,7 @@ import anyio
 
 from backend.mv.storage.files import (
     ChunkedWriter,
-    read_json,
+    read_json_object,
     remove_leftover_temporaries,
     staged_path,
     streaming_atomic_writer,
@@ -58,8 +58,8 @@ class LocalStore:
         except FileNotFoundError:
             return None
 
-    async def read_json(self, key: str) -> Any | None:
-        return await read_json(self.local_path(key))
+    async def read_json(self, key: str) -> dict[str, Any] | None:
+        return await read_json_object(self.local_path(key), key)
 
     async def size(self, key: str) -> int | None:
         try:
