@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from backend.api.dependencies import get_store
+from backend.mv.storage.files import staging_folder
 from backend.testing.apps import make_settings, serve_app
 from backend.testing.contract import ERROR_KEYS, assert_error_shape
 
@@ -154,11 +155,12 @@ async def test_cors_allows_configured_origin(tmp_path: Path) -> None:
 
 
 async def test_leftover_temporary_files_are_removed_at_startup(tmp_path: Path) -> None:
-    videos = tmp_path / "videos"
-    videos.mkdir()
-    leftover = videos / ".abc.mp4.deadbeef.tmp"
+    staging = staging_folder(tmp_path)
+    staging.mkdir()
+    leftover = staging / "deadbeef.tmp"
     leftover.write_bytes(b"partial")
-    finished = videos / "kept.mp4"
+    finished = tmp_path / "videos" / "kept.mp4"
+    finished.parent.mkdir()
     finished.write_bytes(b"whole")
     async with serve_app(make_settings(tmp_path)):
         assert not leftover.exists()

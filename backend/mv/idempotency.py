@@ -19,7 +19,13 @@ from typing import Any
 import anyio
 
 from backend.mv.errors import Conflict, ValidationFailed
-from backend.mv.storage.files import read_json_object, warn_corrupt, write_json_atomic
+from backend.mv.storage.files import (
+    make_folders,
+    read_json_object,
+    staging_folder,
+    warn_corrupt,
+    write_json_atomic,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +81,7 @@ def _log_unawaited_failure(task: asyncio.Task[JsonBody]) -> None:
 class IdempotencyStore:
     def __init__(self, output_root: Path) -> None:
         self.root = output_root / IDEMPOTENCY_FOLDER
+        self._staging = staging_folder(output_root)
         self._in_flight: dict[Path, tuple[str, asyncio.Task[JsonBody]]] = {}
 
     def _record_path(self, endpoint: str, key: str, owner: str) -> Path:
@@ -141,8 +148,7 @@ class IdempotencyStore:
         self, path: Path, fingerprint: str, produce: Callable[[], Awaitable[JsonBody]]
     ) -> JsonBody:
         body = await produce()
-        await anyio.Path(path.parent).mkdir(parents=True, exist_ok=True)
-        await write_json_atomic(
-            path, {"request_sha256": fingerprint, "stored_at": time.time(), "body": body}
-        )
+        await anyio.to_thread.run_sync(make_folders, path.parent, self._staging)
+        record = {"request_sha256": fingerprint, "stored_at": time.time(), "body": body}
+        await write_json_atomic(path, record, staging=self._staging)
         return body
