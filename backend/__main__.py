@@ -37,7 +37,7 @@ def main() -> None:
     arguments = parser.parse_args()
 
     settings = Settings()
-    configure_logging(debug=settings.mv_debug_mode)
+    configure_logging(debug=settings.mv_debug_mode, secrets=settings.secrets)
     if not _is_loopback(arguments.host) and not settings.api_keys:
         logger.warning(
             "listening on %s with authentication off: anyone who can reach this port can "

@@ -67,5 +67,10 @@ class Settings(BaseSettings):
         return [key for key in self.provider_key_fields.values() if key]
 
     @cached_property
+    def secrets(self) -> list[str]:
+        """What no log line or answer may show: the provider keys and the client API keys."""
+        return [*self.provider_keys, *self.api_keys]
+
+    @cached_property
     def cors_origins(self) -> list[str]:
         return [origin.strip() for origin in self.mv_cors_origins.split(",") if origin.strip()]

@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
@@ -20,7 +19,9 @@ from backend.api.errors import install_error_handlers
 from backend.api.middleware import (
     ApiKeyMiddleware,
     BodySizeLimitMiddleware,
-    RequestContextMiddleware,
+    ErrorShapeCORSMiddleware,
+    RequestIdMiddleware,
+    UnexpectedErrorMiddleware,
 )
 from backend.api.openapi import install_config_aware_openapi
 from backend.config import REPO_ROOT, Settings
@@ -57,7 +58,7 @@ def endpoints() -> dict[str, str]:
 def create_app(settings: Settings | None = None, *, config_dir: Path = CONFIG_DIR) -> FastAPI:
     """An app for `settings` (default: environment and `.env`) and the YAML in `config_dir`."""
     settings = settings or Settings()
-    configure_logging(debug=settings.mv_debug_mode)
+    configure_logging(debug=settings.mv_debug_mode, secrets=settings.secrets)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -83,6 +84,9 @@ def create_app(settings: Settings | None = None, *, config_dir: Path = CONFIG_DI
             "are synchronous: each answers when its media is ready (10 s to 400 s live)."
         ),
         lifespan=lifespan,
+        # No redirect from `/path/` to `/path`: Starlette builds that Location from the
+        # client's Host header. A path spelled otherwise is a 404 in the error shape.
+        redirect_slashes=False,
     )
     install_error_handlers(app)
     app.include_router(mv.router)
@@ -96,16 +100,18 @@ def create_app(settings: Settings | None = None, *, config_dir: Path = CONFIG_DI
     if settings.api_keys:
         app.add_middleware(ApiKeyMiddleware, api_keys=settings.api_keys)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.mv_max_request_bytes)
-    app.add_middleware(RequestContextMiddleware)
-    # Outermost, so every answer (413, 401 and 500 included) carries the CORS headers a
-    # browser needs to read it.
+    app.add_middleware(UnexpectedErrorMiddleware)
+    # Outside every answer the app makes (413, 401 and 500 included), so each carries the
+    # CORS headers a browser needs to read it; inside the request id, which its own
+    # refusals carry.
     app.add_middleware(
-        CORSMiddleware,
+        ErrorShapeCORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_methods=["*"],
         allow_headers=["*"],
         expose_headers=["X-Request-ID", "Retry-After", "Content-Range", "Accept-Ranges", "ETag"],
     )
+    app.add_middleware(RequestIdMiddleware)
     return app
 
 

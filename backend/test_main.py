@@ -9,7 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from backend.api.dependencies import get_store
 from backend.config import REPO_ROOT
+from backend.mv.storage.files import staging_folder
 from backend.testing.apps import make_settings, serve_app
 from backend.testing.contract import ERROR_KEYS, assert_error_shape
 
@@ -155,11 +157,12 @@ async def test_cors_allows_configured_origin(tmp_path: Path) -> None:
 
 
 async def test_leftover_temporary_files_are_removed_at_startup(tmp_path: Path) -> None:
-    videos = tmp_path / "videos"
-    videos.mkdir()
-    leftover = videos / ".abc.mp4.deadbeef.tmp"
+    staging = staging_folder(tmp_path)
+    staging.mkdir()
+    leftover = staging / "deadbeef.tmp"
     leftover.write_bytes(b"partial")
-    finished = videos / "kept.mp4"
+    finished = tmp_path / "videos" / "kept.mp4"
+    finished.parent.mkdir()
     finished.write_bytes(b"whole")
     async with serve_app(make_settings(tmp_path)):
         assert not leftover.exists()
@@ -193,3 +196,21 @@ async def test_version_is_the_projects_own(client: httpx.AsyncClient) -> None:
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     assert (await client.get("/")).json()["version"] == project["version"]
     assert (await client.get("/openapi.json")).json()["info"]["version"] == project["version"]
+
+
+async def test_an_unexpected_error_is_a_500_in_the_error_shape_with_cors_headers(
+    tmp_path: Path,
+) -> None:
+    async def broken_store() -> None:
+        raise RuntimeError("disk on fire")
+
+    settings = make_settings(tmp_path, mv_cors_origins="https://app.example")
+    async with serve_app(settings) as (app, client):
+        app.dependency_overrides[get_store] = broken_store
+        response = await client.get(
+            "/api/mv/get_video/3f2b9c1e-8d4a-4f6e-9b7a-1c2d3e4f5a6b",
+            headers={"Origin": "https://app.example"},
+        )
+    body = assert_error_shape(response, 500, "INTERNAL_ERROR")
+    assert "disk on fire" not in body["message"]
+    assert response.headers["access-control-allow-origin"] == "https://app.example"

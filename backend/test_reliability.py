@@ -26,7 +26,7 @@ from backend.testing.apps import (
     service_gemini_client,
 )
 from backend.testing.fake_upstream import FakeUpstream
-from backend.testing.server_process import running_server
+from backend.testing.server_process import mock_server_env, running_server
 
 VIDEO = "/api/mv/generate_video"
 SCENES = "/api/mv/create_scenes"
@@ -238,16 +238,6 @@ async def wait_for(predicate: Callable[[], bool], within: float) -> None:
         await asyncio.sleep(0.05)
 
 
-def mock_server_env(output_dir: Path, **extra: str) -> dict[str, str]:
-    return {
-        "MV_MOCK_MODE": "true",
-        "MV_OUTPUT_DIR": str(output_dir),
-        "MV_MOCK_DELAY_SECONDS": "1.5",
-        "MV_API_KEYS": "",
-        **extra,
-    }
-
-
 async def test_client_disconnect_keeps_the_paid_result(tmp_path: Path) -> None:
     outputs = tmp_path / "outputs"
     headers = {"Idempotency-Key": "left-early"}
@@ -277,33 +267,6 @@ async def test_sigterm_lets_a_running_generation_finish(tmp_path: Path) -> None:
         assert process.wait(timeout=15) in {0, -signal.SIGTERM}
     assert response.status_code == 200, response.text
     assert Path(response.json()["video_path"]).is_file()
-
-
-async def test_sigkill_during_a_download_leaves_no_partial_clip(
-    fake_upstream: FakeUpstream, tmp_path: Path
-) -> None:
-    fake_upstream.clip_bytes = 400 * 1024 * 1024
-    outputs = tmp_path / "outputs"
-    env = {
-        "MV_MOCK_MODE": "false",
-        "MV_OUTPUT_DIR": str(outputs),
-        "REPLICATE_API_TOKEN": "r8_kill-test",
-        "REPLICATE_BASE_URL": fake_upstream.base_url,
-        "MV_POLL_INTERVAL_SECONDS": "0.05",
-    }
-    partials = lambda: list((outputs / "videos").glob("*.tmp"))  # noqa: E731
-    with running_server(env, tmp_path / "server.log") as (base_url, process):
-        async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
-            pending = asyncio.create_task(client.post(VIDEO, json=CLIP_REQUEST))
-            await wait_for(lambda: any(path.stat().st_size for path in partials()), within=30)
-            process.kill()
-            with pytest.raises(httpx.TransportError):
-                await pending
-    assert partials()
-    assert not stored_clips(outputs)
-    async with serve_app(make_settings(outputs)):
-        assert not partials()
-        assert not stored_clips(outputs)
 
 
 async def test_shutdown_waits_for_the_cancel_of_a_timed_out_prediction(

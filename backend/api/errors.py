@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from backend.logging_setup import request_id_var
+from backend.logging_setup import redact, request_id_var
 from backend.mv.errors import (
     MethodNotAllowed,
     MVError,
@@ -129,17 +129,11 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
-def _redact(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "[redacted]")
-    return text
-
-
 async def _handle_mv_error(request: Request, exc: Exception) -> JSONResponse:
     """Render a domain error; provider text inside it is scrubbed of our own keys, in case a
-    provider ever echoes one back."""
+    provider ever echoes one back (the log scrubs its own lines, cause included)."""
     assert isinstance(exc, MVError)
-    exc.message = _redact(exc.message, request.app.state.runtime.settings.provider_keys)
+    exc.message = redact(exc.message, request.app.state.runtime.settings.secrets)
     if exc.status_code >= 500:
         logger.warning("%s: %s", exc.error_code, exc.message, exc_info=exc.__cause__)
     return error_response(exc)

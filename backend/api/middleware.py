@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request ids, body size limit and API-key authentication.
+"""Pure ASGI middleware: request ids, CORS, the catch-all 500, body size limit and API-key
+authentication.
 
 Pure ASGI (not `BaseHTTPMiddleware`) so that streamed responses and long-held requests pass
 through without buffering or an extra task per request.
@@ -7,20 +8,26 @@ through without buffering or an extra task per request.
 import hashlib
 import hmac
 import logging
+import re
 import uuid
 
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.api.errors import error_response
 from backend.logging_setup import request_id_var
-from backend.mv.errors import MVError, PayloadTooLarge, Unauthorized
+from backend.mv.errors import MVError, PayloadTooLarge, Unauthorized, ValidationFailed
 
 logger = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = b"x-request-id"
 CALLER_STATE = "caller"
 """`request.state.caller`: who is calling, as a hash of their API key ("" without auth)."""
-MAX_CLIENT_REQUEST_ID_LENGTH = 128
+CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+"""The client ids echoed: nothing that could end a log field (spaces, `=`, quotes) or a
+header, so a client cannot forge fields in our log lines."""
 
 
 def caller_id(api_key: str | None) -> str:
@@ -35,20 +42,19 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def _client_request_id(scope: Scope) -> str | None:
-    """The client's X-Request-ID when it is short, printable ASCII; else we make our own."""
+    """The client's X-Request-ID when it matches `CLIENT_REQUEST_ID`; else we make our own."""
     raw = _header(scope, REQUEST_ID_HEADER)
-    if raw and len(raw) <= MAX_CLIENT_REQUEST_ID_LENGTH and raw.isascii() and raw.isprintable():
-        return raw
-    return None
+    return raw if raw is not None and CLIENT_REQUEST_ID.fullmatch(raw) else None
 
 
 async def _send_error(scope: Scope, receive: Receive, send: Send, error: MVError) -> None:
     await error_response(error)(scope, receive, send)
 
 
-class RequestContextMiddleware:
-    """Gives every request an id (the client's X-Request-ID, echoed, or a new one), puts it on
-    every response and log line, and turns an unexpected exception into the documented 500."""
+class RequestIdMiddleware:
+    """Gives every request an id (the client's X-Request-ID, echoed when well-formed, or a
+    new one) and puts it on every response and log line. Outermost, so that even the
+    answers CORS gives by itself carry it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -59,12 +65,9 @@ class RequestContextMiddleware:
             return
         request_id = _client_request_id(scope) or uuid.uuid4().hex
         token = request_id_var.set(request_id)
-        response_started = False
 
         async def send_with_request_id(message: Message) -> None:
-            nonlocal response_started
             if message["type"] == "http.response.start":
-                response_started = True
                 headers = [
                     (key, value)
                     for key, value in message.get("headers", [])
@@ -76,14 +79,50 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_request_id)
+        finally:
+            request_id_var.reset(token)
+
+
+class ErrorShapeCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, except that a refused preflight is a 400 `VALIDATION_ERROR` in the
+    error shape (Starlette answers plain text), with the headers Starlette would send."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        headers = {
+            name: value
+            for name, value in response.headers.items()
+            if name not in {"content-length", "content-type"}
+        }
+        return error_response(ValidationFailed(bytes(response.body).decode(), headers=headers))
+
+
+class UnexpectedErrorMiddleware:
+    """Turns an unexpected exception into the documented 500 (the traceback goes to the
+    log, never to the body). Inside CORS, so a browser can read that answer too."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        async def send_noting_start(message: Message) -> None:
+            nonlocal response_started
+            response_started = response_started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_start)
         except Exception:
             logger.exception("unhandled error on %s %s", scope["method"], scope["path"])
             if not response_started:
-                await _send_error(
-                    scope, receive, send_with_request_id, MVError("Unexpected server error")
-                )
-        finally:
-            request_id_var.reset(token)
+                await _send_error(scope, receive, send, MVError("Unexpected server error"))
 
 
 class BodySizeLimitMiddleware:

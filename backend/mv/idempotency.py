@@ -19,13 +19,20 @@ from typing import Any
 import anyio
 
 from backend.mv.errors import Conflict, ValidationFailed
-from backend.mv.storage.files import read_json, write_json_atomic
+from backend.mv.storage.files import (
+    make_folders,
+    read_json_object,
+    staging_folder,
+    warn_corrupt,
+    write_json_atomic,
+)
 
 logger = logging.getLogger(__name__)
 
 IDEMPOTENCY_FOLDER = "idempotency"
 REPLAY_SECONDS = 24 * 3600
 MAX_KEY_LENGTH = 255
+RECORD_FIELDS = ("request_sha256", "stored_at", "body")
 
 JsonBody = dict[str, Any]
 
@@ -46,6 +53,24 @@ def _conflict() -> Conflict:
     return Conflict("This Idempotency-Key was already used with a different request body")
 
 
+def _replayable(record: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
+    """A stored record within its replay window, or None. A record without the fields this
+    module writes (`request_sha256`, `stored_at`, `body`) is logged and treated as absent,
+    so the request runs again and its answer replaces the record."""
+    if record is None:
+        return None
+    fingerprint, stored_at, body = (record.get(field) for field in RECORD_FIELDS)
+    if (
+        not isinstance(fingerprint, str)
+        or not isinstance(stored_at, int | float)
+        or isinstance(stored_at, bool)
+        or not isinstance(body, dict)
+    ):
+        warn_corrupt(name, "missing or mistyped fields")
+        return None
+    return record if time.time() - stored_at < REPLAY_SECONDS else None
+
+
 def _log_unawaited_failure(task: asyncio.Task[JsonBody]) -> None:
     """Retrieve a keyed generation's failure even when all its callers have gone (asyncio
     would otherwise complain without a request id); the callers' answers carry the details."""
@@ -56,6 +81,7 @@ def _log_unawaited_failure(task: asyncio.Task[JsonBody]) -> None:
 class IdempotencyStore:
     def __init__(self, output_root: Path) -> None:
         self.root = output_root / IDEMPOTENCY_FOLDER
+        self._staging = staging_folder(output_root)
         self._in_flight: dict[Path, tuple[str, asyncio.Task[JsonBody]]] = {}
 
     def _record_path(self, endpoint: str, key: str, owner: str) -> Path:
@@ -82,8 +108,9 @@ class IdempotencyStore:
         """
         _check_key(key)
         path = self._record_path(endpoint, key, owner)
-        record = await read_json(path)
-        if isinstance(record, dict) and time.time() - record["stored_at"] < REPLAY_SECONDS:
+        name = f"idempotency record {endpoint}/{path.name}"
+        record = _replayable(await read_json_object(path, name), name)
+        if record is not None:
             if record["request_sha256"] != fingerprint:
                 raise _conflict()
             return record["body"]
@@ -121,8 +148,7 @@ class IdempotencyStore:
         self, path: Path, fingerprint: str, produce: Callable[[], Awaitable[JsonBody]]
     ) -> JsonBody:
         body = await produce()
-        await anyio.Path(path.parent).mkdir(parents=True, exist_ok=True)
-        await write_json_atomic(
-            path, {"request_sha256": fingerprint, "stored_at": time.time(), "body": body}
-        )
+        await anyio.to_thread.run_sync(make_folders, path.parent, self._staging)
+        record = {"request_sha256": fingerprint, "stored_at": time.time(), "body": body}
+        await write_json_atomic(path, record, staging=self._staging)
         return body

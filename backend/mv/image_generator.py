@@ -174,7 +174,8 @@ async def generate_character_reference_image(
     image_url_for: Callable[[str], str],
     client_gone: ClientGone | None = None,
 ) -> GenerateCharacterReferenceResponse:
-    """Draw, check and store the image; stored even if the client has gone meanwhile.
+    """Draw, check and store the image; stored even if the client has gone meanwhile. An
+    image the check refuses is removed with the failure (`publishing`).
 
     `params` (`image_params.yaml`) give defaults and allowed values, `prompt_template`
     (`image_prompts.yaml`) frames the description, `image_url_for(image_id)` is where the
@@ -193,40 +194,38 @@ async def generate_character_reference_image(
     file_name = image_file_name(image_id, output_format, datetime.now(UTC))
     key = f"{REFERENCE_FOLDER}/{file_name}"
 
-    async with limiter.slot(f"images-{drawer.backend}") as ticket:
-        await drawer.draw(request, prompt, plan, store, key)
+    sidecar_key = f"{REFERENCE_FOLDER}/{image_id}.json"
+    async with store.publishing(key, sidecar=sidecar_key):
+        async with limiter.slot(f"images-{drawer.backend}") as ticket:
+            await drawer.draw(request, prompt, plan, store, key)
 
-    image_bytes = await store.read_bytes(key) or b""
-    try:
+        image_bytes = await store.read_bytes(key) or b""
         image_sha256 = await anyio.to_thread.run_sync(
             _check_image, image_bytes, output_format, drawer.backend
         )
-    except GenerationFailed:
-        await store.delete(key)
-        raise
-    metadata = CharacterReferenceMetadata(
-        character_description=request.character_description,
-        **generation_fields(
-            backend=drawer.backend,
-            model=drawer.model,
-            plan=plan,
-            defaults_applied=defaults_applied,
-            started=started,
-            queue_wait_seconds=ticket.waited_seconds,
-        ),
-    )
-    sidecar = ImageSidecar(
-        image_id=image_id,
-        file_name=file_name,
-        content_type=CONTENT_TYPES[output_format],
-        size_bytes=len(image_bytes),
-        sha256=image_sha256,
-        created_at=metadata.generation_timestamp,
-        prompt=prompt,
-        client_disconnected=await client_left(client_gone),
-        **metadata.model_dump(),
-    )
-    await store.put_json(f"{REFERENCE_FOLDER}/{image_id}.json", sidecar.model_dump(mode="json"))
+        metadata = CharacterReferenceMetadata(
+            character_description=request.character_description,
+            **generation_fields(
+                backend=drawer.backend,
+                model=drawer.model,
+                plan=plan,
+                defaults_applied=defaults_applied,
+                started=started,
+                queue_wait_seconds=ticket.waited_seconds,
+            ),
+        )
+        sidecar = ImageSidecar(
+            image_id=image_id,
+            file_name=file_name,
+            content_type=CONTENT_TYPES[output_format],
+            size_bytes=len(image_bytes),
+            sha256=image_sha256,
+            created_at=metadata.generation_timestamp,
+            prompt=prompt,
+            client_disconnected=await client_left(client_gone),
+            **metadata.model_dump(),
+        )
+        await store.put_json(sidecar_key, sidecar.model_dump(mode="json"))
     return GenerateCharacterReferenceResponse(
         image_id=image_id,
         image_url=image_url_for(image_id),
@@ -243,6 +242,7 @@ class StoredReference:
     image_id: str
     key: str
     content_type: str
+    sha256: str | None
 
 
 async def find_reference(raw_id: str, store: ArtifactStore) -> StoredReference:
@@ -255,4 +255,4 @@ async def find_reference(raw_id: str, store: ArtifactStore) -> StoredReference:
     content_type = CONTENT_TYPES.get(
         PurePosixPath(name).suffix.lstrip("."), "application/octet-stream"
     )
-    return StoredReference(image_id, key, content_type)
+    return StoredReference(image_id, key, content_type, sidecar.get("sha256"))

@@ -73,7 +73,7 @@ async def build_runtime(settings: Settings, *, config_dir: Path = CONFIG_DIR) ->
     debug.log_configs_loaded(configs)
     store = LocalStore(settings.mv_output_dir)
     if removed := await store.remove_leftovers():
-        logger.info("removed %d leftover temporary files", removed)
+        logger.info("removed %d leftovers of an interrupted run from the staging folder", removed)
     idempotency = IdempotencyStore(settings.mv_output_dir)
     if pruned := idempotency.prune_expired():
         logger.info("removed %d expired idempotency records", pruned)

@@ -23,7 +23,7 @@ from backend.mv.storage.base import ArtifactStore
 from backend.mv.storage.identity import new_artifact_id
 
 SCENES_FOLDER = "create_scenes"
-RESERVATION_NAME = ".scene_set.reserved.tmp"
+RESERVATION_NAME = ".scene_set.reserved"
 OUTPUT_DIR_PART = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 MAX_OUTPUT_DIR_DEPTH = 4
 OPTIONAL_FIELDS = (
@@ -186,9 +186,9 @@ class _SceneSetFolder:
     """The folder one scene set is written to, reserved before any money is spent.
 
     A named `output_dir` that already holds a scene set, is being written by another
-    request, or runs through an existing file is a 409. The reservation is taken before the
-    check, so two requests cannot both pass it; it ends in `.tmp`, so a crash leaves
-    nothing that startup cleanup does not remove.
+    request, or runs through an existing file is a 409. The reservation (a store claim) is
+    taken before the check, so two requests cannot both pass it; a crash loses it at the
+    next startup.
     """
 
     def __init__(self, store: ArtifactStore, scene_set_id: str, output_dir: str | None) -> None:
@@ -216,7 +216,7 @@ class _SceneSetFolder:
 
     async def release(self) -> None:
         """Drop the reservation; an unnamed folder left empty by a failure goes too."""
-        await self.store.delete(self._reservation)
+        await self.store.release(self._reservation)
         if not self.named:
             await self.store.remove_folder_if_empty(self.prefix)
 

@@ -241,34 +241,36 @@ async def generate_video(
 
     video_id = new_artifact_id()
     clip_key = f"{VIDEO_FOLDER}/{video_id}.mp4"
-    async with limiter.slot(f"video-{backend.name}") as ticket:
-        outcome = await backend.generate(job, plan, store, clip_key)
+    sidecar_key = f"{VIDEO_FOLDER}/{video_id}.json"
+    async with store.publishing(clip_key, sidecar=sidecar_key):
+        async with limiter.slot(f"video-{backend.name}") as ticket:
+            outcome = await backend.generate(job, plan, store, clip_key)
 
-    metadata = VideoMetadata(
-        prompt=request.prompt,
-        **generation_fields(
-            backend=backend.name,
-            model=backend.model,
-            plan=plan,
-            defaults_applied=defaults_applied,
-            started=started,
-            queue_wait_seconds=ticket.waited_seconds,
-        ),
-        file_size_bytes=outcome.written.size_bytes,
-        sha256=outcome.written.sha256,
-        has_reference_image=job.reference_image is not None,
-        is_mock=backend.name == Provider.MOCK,
-    )
-    sidecar = VideoSidecar(
-        video_id=video_id,
-        file_name=f"{video_id}.mp4",
-        created_at=metadata.generation_timestamp,
-        full_prompt=job.full_prompt,
-        provider_job_id=outcome.provider_job_id,
-        client_disconnected=await client_left(client_gone),
-        **metadata.model_dump(),
-    )
-    await store.put_json(f"{VIDEO_FOLDER}/{video_id}.json", sidecar.model_dump(mode="json"))
+        metadata = VideoMetadata(
+            prompt=request.prompt,
+            **generation_fields(
+                backend=backend.name,
+                model=backend.model,
+                plan=plan,
+                defaults_applied=defaults_applied,
+                started=started,
+                queue_wait_seconds=ticket.waited_seconds,
+            ),
+            file_size_bytes=outcome.written.size_bytes,
+            sha256=outcome.written.sha256,
+            has_reference_image=job.reference_image is not None,
+            is_mock=backend.name == Provider.MOCK,
+        )
+        sidecar = VideoSidecar(
+            video_id=video_id,
+            file_name=f"{video_id}.mp4",
+            created_at=metadata.generation_timestamp,
+            full_prompt=job.full_prompt,
+            provider_job_id=outcome.provider_job_id,
+            client_disconnected=await client_left(client_gone),
+            **metadata.model_dump(),
+        )
+        await store.put_json(sidecar_key, sidecar.model_dump(mode="json"))
     debug.log_video_generation_result(
         {"video_id": video_id, "seconds": metadata.processing_time_seconds}
     )

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Body, Depends, Header, Request
-from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
 from backend.api.dependencies import (
@@ -25,7 +24,7 @@ from backend.api.dependencies import (
     VideoBackendsDep,
 )
 from backend.api.errors import ErrorResponse, error_responses
-from backend.api.media import ClipResponse, check_range, clip_response
+from backend.api.media import MediaResponse, media_response
 from backend.api.middleware import CALLER_STATE
 from backend.mv.configuration import MVConfigs
 from backend.mv.idempotency import MAX_KEY_LENGTH, IdempotencyStore, request_fingerprint
@@ -251,17 +250,21 @@ async def generate_character_reference(
 @router.get(
     "/get_character_reference/{image_id}",
     name="mv_get_character_reference",
-    response_class=FileResponse,
+    response_class=MediaResponse,
     summary="The stored character reference image",
     responses={
         200: {"content": {"image/png": {}, "image/jpeg": {}}, "description": "The image"},
-        **error_responses(401, 404),
+        206: {"content": {"image/png": {}, "image/jpeg": {}}, "description": "A byte range"},
+        **error_responses(401, 404, 416),
     },
 )
-async def get_character_reference(image_id: str, store: StoreDep) -> FileResponse:
-    """Serves the image stored under `image_id` with its Content-Type (PNG or JPEG)."""
+async def get_character_reference(image_id: str, store: StoreDep) -> MediaResponse:
+    """Serves the image stored under `image_id` with its Content-Type (PNG or JPEG), with
+    the same Range, If-Range and ETag handling as `get_video`."""
     stored = await find_reference(image_id, store)
-    return FileResponse(store.local_path(stored.key), media_type=stored.content_type)
+    return media_response(
+        store.local_path(stored.key), media_type=stored.content_type, etag=stored.sha256
+    )
 
 
 @router.post(
@@ -308,7 +311,7 @@ CLIP_PATH = "/get_video/{video_id}"
     CLIP_PATH,
     name="mv_get_video",
     operation_id="get_video",
-    response_class=ClipResponse,
+    response_class=MediaResponse,
     summary="Download a clip (Range requests supported)",
     responses={
         200: {"content": {"video/mp4": {}}, "description": "The whole clip"},
@@ -316,15 +319,17 @@ CLIP_PATH = "/get_video/{video_id}"
         **error_responses(401, 404, 416),
     },
 )
-async def get_video(video_id: str, request: Request, store: StoreDep) -> ClipResponse:
+async def get_video(video_id: str, store: StoreDep) -> MediaResponse:
     """Streams the clip as `video/mp4` with `Accept-Ranges`, `ETag` and `Last-Modified`.
 
-    `Range: bytes=a-b` answers 206 with that part; a range past the end is a 416. HEAD gives
-    the headers (size, ETag) without the body.
+    `Range: bytes=a-b` answers 206 with that part; a range past the end is a 416, unless
+    `If-Range` is stale (then the whole clip, 200); a malformed Range is ignored. HEAD
+    gives the headers (size, ETag) without the body.
     """
     stored = await find_clip(video_id, store)
-    check_range(request.headers.get("range"), stored.size_bytes or 0)
-    return clip_response(store.local_path(stored.key), etag=stored.sidecar.get("sha256"))
+    return media_response(
+        store.local_path(stored.key), media_type="video/mp4", etag=stored.sidecar.get("sha256")
+    )
 
 
 router.add_api_route(
@@ -333,7 +338,7 @@ router.add_api_route(
     methods=["HEAD"],
     name="head_video",
     operation_id="head_video",
-    response_class=ClipResponse,
+    response_class=MediaResponse,
     summary="A clip's headers (size, ETag) without the body",
     responses=error_responses(401, 404, 416),
 )

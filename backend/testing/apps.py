@@ -12,9 +12,7 @@ from google import genai
 from backend.config import Settings
 from backend.main import create_app
 from backend.mv.providers.gemini.client import build_gemini_client, gemini_session
-
-TEST_GEMINI_KEY = "test-gemini-key-9f3a1c"
-TEST_REPLICATE_TOKEN = "r8_test-replicate-token-77b2e4"
+from backend.testing.server_process import TEST_GEMINI_KEY, TEST_REPLICATE_TOKEN
 
 
 def make_settings(output_dir: Path, **overrides: Any) -> Settings:

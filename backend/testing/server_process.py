@@ -15,6 +15,37 @@ import httpx
 from backend.config import REPO_ROOT
 
 STARTUP_TIMEOUT_SECONDS = 30.0
+TEST_GEMINI_KEY = "test-gemini-key-9f3a1c"
+TEST_REPLICATE_TOKEN = "r8_test-replicate-token-77b2e4"
+"""Fake provider keys for tests, in-process apps and server processes alike, so a test can
+look for them in logs and answers."""
+
+
+def mock_server_env(output_dir: Path, **extra: str) -> dict[str, str]:
+    """A mock-mode server on `output_dir`, authentication off; `extra` adds or overrides."""
+    return {
+        "MV_MOCK_MODE": "true",
+        "MV_OUTPUT_DIR": str(output_dir),
+        "MV_MOCK_DELAY_SECONDS": "1.5",
+        "MV_API_KEYS": "",
+        **extra,
+    }
+
+
+def live_server_env(output_dir: Path, upstream_base_url: str, **extra: str) -> dict[str, str]:
+    """A live server on `output_dir` whose SDKs talk to the fake upstream at
+    `upstream_base_url` with test keys (the process must trust its CA: `SSL_CERT_FILE`)."""
+    return {
+        "MV_MOCK_MODE": "false",
+        "MV_OUTPUT_DIR": str(output_dir),
+        "MV_API_KEYS": "",
+        "REPLICATE_API_TOKEN": TEST_REPLICATE_TOKEN,
+        "GEMINI_API_KEY": TEST_GEMINI_KEY,
+        "REPLICATE_BASE_URL": upstream_base_url,
+        "GOOGLE_GEMINI_BASE_URL": upstream_base_url,
+        "MV_POLL_INTERVAL_SECONDS": "0.05",
+        **extra,
+    }
 
 
 def free_port() -> int:

@@ -4,8 +4,11 @@ Keys are relative, `/`-separated names (`videos/<id>.mp4`, `videos/<id>.json`) b
 from parsed ids and fixed folder names, never from a client's string. Every write is atomic:
 nothing is visible under a final key until it is whole, and a write never replaces an
 existing artifact unless it says so (`replace=True`), which is how two writers racing for
-one key find out (`FileExistsError`). Local files are the implementation today; object
-storage is another class with the same methods.
+one key find out (`FileExistsError`). An artifact and its sidecar are published together
+(`publishing`): a crash between the two leaves a marker that the next startup settles, so no
+artifact is ever left stored without its sidecar. Local files are the implementation today;
+object storage is another class with the same methods (markers and claims as small objects
+under one prefix, claims as conditional writes).
 """
 
 from contextlib import AbstractAsyncContextManager
@@ -52,7 +55,10 @@ class ArtifactStore(Protocol):
         """The stored bytes, or None when nothing is stored under `key`."""
         ...
 
-    async def read_json(self, key: str) -> Any | None: ...
+    async def read_json(self, key: str) -> dict[str, Any] | None:
+        """The JSON object stored under `key`; None when there is none, or when what is
+        stored is not a JSON object (logged as a warning naming `key`, never the content)."""
+        ...
 
     async def size(self, key: str) -> int | None:
         """The stored size in bytes, or None when nothing is stored under `key`."""
@@ -63,9 +69,24 @@ class ArtifactStore(Protocol):
         ...
 
     async def claim(self, key: str) -> None:
-        """Create an empty marker at `key`, failing with `FileExistsError` when one is there
-        (a reservation two requests cannot both win); `NotADirectoryError` when a folder on
-        the way is a file."""
+        """Reserve `key` for one writer, failing with `FileExistsError` when it is already
+        reserved (a reservation two requests cannot both win); `NotADirectoryError` or
+        `FileExistsError` when a folder on the way to `key` is a file. Nothing appears
+        under `key` itself; a process that dies holding a claim loses it at the next
+        startup (`remove_leftovers`)."""
+        ...
+
+    async def release(self, key: str) -> None:
+        """Drop a claim taken with `claim`, if it is held."""
+        ...
+
+    def publishing(self, key: str, *, sidecar: str) -> AbstractAsyncContextManager[None]:
+        """The block that stores the artifact `key` and then its `sidecar`.
+
+        When the block fails, `key` is removed at once unless `sidecar` was stored; when
+        the process dies inside it, the next startup does the same (`remove_leftovers`).
+        `key` must be fresh (a new id): the block owns it.
+        """
         ...
 
     async def remove_folder_if_empty(self, prefix: str) -> None:
@@ -73,8 +94,10 @@ class ArtifactStore(Protocol):
         ...
 
     async def remove_leftovers(self) -> int:
-        """At startup, before serving: delete what killed writers left half-done; returns
-        how many went."""
+        """At startup, before serving: settle what a killed process left half-done
+        (temporary files, claims, artifacts whose sidecar was never stored), looking only
+        at what was in flight, never at every stored artifact; returns how many leftovers
+        went."""
         ...
 
 
@@ -90,6 +113,6 @@ async def find_sidecar(
     if artifact_id is None:
         raise NotFound(f"No {kind} with id {raw_id[:64]!r}")
     sidecar = await store.read_json(f"{folder}/{artifact_id}.json")
-    if not isinstance(sidecar, dict):
+    if sidecar is None:
         raise NotFound(f"No {kind} with id {artifact_id}")
     return artifact_id, sidecar

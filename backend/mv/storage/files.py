@@ -1,12 +1,15 @@
 """Local files written atomically: the primitives under `LocalStore` and the service's own
 records.
 
-Files are written under a temporary `.tmp` name in their target folder, flushed to disk and
-renamed into place, so a reader (or a crash) never sees a partial file under a final name.
+Files are written under a temporary `.tmp` name in the output root's staging folder
+(`.staging/`, on the same filesystem as every final name), flushed to disk and linked or
+renamed into place, so a reader (or a crash) never sees a partial file under a final name,
+and what a crash leaves half-done is all in one folder that startup lists alone.
 """
 
 import hashlib
 import json
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -16,13 +19,28 @@ from typing import Any, BinaryIO
 
 import anyio
 
+logger = logging.getLogger(__name__)
+
+STAGING_FOLDER = ".staging"
 TMP_SUFFIX = ".tmp"
 CHUNK_BYTES = 1024 * 1024
 
 
-def temporary_path(final_path: Path) -> Path:
-    """A unique `.tmp` name beside `final_path`, so the rename stays on one filesystem."""
-    return final_path.with_name(f".{final_path.name}.{uuid.uuid4().hex}{TMP_SUFFIX}")
+def staging_folder(root: Path) -> Path:
+    """Where every temporary file under the output `root` is written first. Output folder
+    names start with a letter or digit, so no artifact key can reach it."""
+    return root / STAGING_FOLDER
+
+
+def temporary_path(staging: Path) -> Path:
+    """A unique `.tmp` name in `staging`."""
+    return staging / f"{uuid.uuid4().hex}{TMP_SUFFIX}"
+
+
+def make_folders(*folders: Path) -> None:
+    """Create `folders` and their parents where missing (blocking: call it in a thread)."""
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
 
 
 def _publish(temp: Path, final_path: Path) -> None:
@@ -31,8 +49,8 @@ def _publish(temp: Path, final_path: Path) -> None:
     temp.unlink()
 
 
-def _write_bytes_durably(path: Path, data: bytes, *, exclusive: bool) -> None:
-    temp = temporary_path(path)
+def _write_bytes_durably(path: Path, data: bytes, *, staging: Path, exclusive: bool) -> None:
+    temp = temporary_path(staging)
     try:
         with temp.open("xb") as handle:
             handle.write(data)
@@ -47,18 +65,22 @@ def _write_bytes_durably(path: Path, data: bytes, *, exclusive: bool) -> None:
             temp.unlink()
 
 
-async def write_atomic(path: Path, data: bytes, *, exclusive: bool = False) -> None:
-    """Write `data` to `path` atomically, off the event loop.
+async def write_atomic(path: Path, data: bytes, *, staging: Path, exclusive: bool = False) -> None:
+    """Write `data` to `path` atomically (staged in `staging`), off the event loop.
 
     With `exclusive=True` an existing file is never replaced (`FileExistsError` instead):
     that is how two writers racing for one name find out.
     """
-    await anyio.to_thread.run_sync(lambda: _write_bytes_durably(path, data, exclusive=exclusive))
+    await anyio.to_thread.run_sync(
+        lambda: _write_bytes_durably(path, data, staging=staging, exclusive=exclusive)
+    )
 
 
-async def write_json_atomic(path: Path, document: Any, *, exclusive: bool = False) -> None:
+async def write_json_atomic(
+    path: Path, document: Any, *, staging: Path, exclusive: bool = False
+) -> None:
     payload = json.dumps(document, indent=2, ensure_ascii=False).encode()
-    await write_atomic(path, payload + b"\n", exclusive=exclusive)
+    await write_atomic(path, payload + b"\n", staging=staging, exclusive=exclusive)
 
 
 class FileDigest:
@@ -129,13 +151,14 @@ class ChunkedWriter:
 
 
 @asynccontextmanager
-async def staged_path(final_path: Path) -> AsyncIterator[Path]:
-    """A temporary path to fill; published as `final_path` when the block succeeds.
+async def staged_path(final_path: Path, staging: Path) -> AsyncIterator[Path]:
+    """A temporary path in `staging` to fill; published as `final_path` when the block
+    succeeds.
 
     On any error the temporary file is removed and `final_path` is never created; an
     existing `final_path` is never replaced (`FileExistsError`).
     """
-    temp = temporary_path(final_path)
+    temp = temporary_path(staging)
     try:
         yield temp
         await anyio.to_thread.run_sync(_publish, temp, final_path)
@@ -145,9 +168,9 @@ async def staged_path(final_path: Path) -> AsyncIterator[Path]:
 
 
 @asynccontextmanager
-async def streaming_atomic_writer(final_path: Path) -> AsyncIterator[ChunkedWriter]:
+async def streaming_atomic_writer(final_path: Path, staging: Path) -> AsyncIterator[ChunkedWriter]:
     """A `ChunkedWriter` on a staged file; see `staged_path` for the guarantees."""
-    async with staged_path(final_path) as temp:
+    async with staged_path(final_path, staging) as temp:
         handle = await anyio.to_thread.run_sync(temp.open, "xb")
         try:
             writer = ChunkedWriter(handle)
@@ -161,20 +184,29 @@ def sha256_of_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def remove_leftover_temporaries(root: Path) -> list[Path]:
-    """Delete `.tmp` files a killed process left behind; runs at startup before serving."""
-    if not root.exists():
-        return []
-    leftovers = [path for path in root.rglob(f"*{TMP_SUFFIX}") if path.is_file()]
-    for path in leftovers:
-        with suppress(FileNotFoundError):
-            path.unlink()
-    return leftovers
+def warn_corrupt(name: str, problem: str) -> None:
+    """Log a stored document that cannot be used: its name and what is wrong, never its
+    content (which may hold anything, a client's text included)."""
+    logger.warning("ignoring corrupt %s (%s): treated as missing", name, problem)
 
 
-async def read_json(path: Path) -> Any | None:
-    """A stored JSON document, or None when it does not exist."""
+async def read_json_object(path: Path, name: str) -> dict[str, Any] | None:
+    """The JSON object stored at `path`, or None when there is none.
+
+    What is there but is not a JSON object (truncated, not UTF-8, a list) is logged under
+    `name` and treated as missing too: one bad file must not turn every request for it into
+    a 500 forever.
+    """
     try:
-        return json.loads(await anyio.Path(path).read_bytes())
+        data = await anyio.Path(path).read_bytes()
     except FileNotFoundError:
         return None
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError):
+        warn_corrupt(name, "not valid JSON")
+        return None
+    if not isinstance(document, dict):
+        warn_corrupt(name, "not a JSON object")
+        return None
+    return document

@@ -1,21 +1,48 @@
-"""`ArtifactStore` on local files under one root folder (`MV_OUTPUT_DIR`)."""
+"""`ArtifactStore` on local files under one root folder (`MV_OUTPUT_DIR`).
 
+Everything in flight lives in one staging folder under the root (`.staging/`, on the same
+filesystem, so publishing stays one atomic link or rename): temporary files (`*.tmp`),
+claims (`*.claim`) and pending markers (`*.pending`, one per artifact published inside a
+`publishing` block). Startup lists that folder alone, so recovery costs what a crash left
+over, never what is stored.
+"""
+
+import hashlib
 import json
+import logging
+import os
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import anyio
 
 from backend.mv.storage.files import (
     ChunkedWriter,
-    read_json,
-    remove_leftover_temporaries,
+    make_folders,
+    read_json_object,
     staged_path,
+    staging_folder,
     streaming_atomic_writer,
+    warn_corrupt,
     write_atomic,
+    write_json_atomic,
 )
+
+logger = logging.getLogger(__name__)
+
+CLAIM_SUFFIX = ".claim"
+PENDING_SUFFIX = ".pending"
+
+
+def _is_store_key(key: object) -> bool:
+    """A relative key that stays under the root (what a pending marker must name)."""
+    if not isinstance(key, str) or not key:
+        return False
+    path = PurePosixPath(key)
+    return not path.is_absolute() and ".." not in path.parts
 
 
 class LocalStore:
@@ -23,6 +50,7 @@ class LocalStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._staging = staging_folder(root)
 
     def local_path(self, key: str) -> Path:
         return self.root / key
@@ -32,25 +60,27 @@ class LocalStore:
 
     async def _path_for_writing(self, key: str) -> Path:
         path = self.local_path(key)
-        await anyio.Path(path.parent).mkdir(parents=True, exist_ok=True)
+        await anyio.to_thread.run_sync(make_folders, path.parent, self._staging)
         return path
 
     @asynccontextmanager
     async def writer(self, key: str) -> AsyncIterator[ChunkedWriter]:
-        async with streaming_atomic_writer(await self._path_for_writing(key)) as writer:
+        path = await self._path_for_writing(key)
+        async with streaming_atomic_writer(path, self._staging) as writer:
             yield writer
 
     @asynccontextmanager
     async def staging(self, key: str) -> AsyncIterator[Path]:
-        async with staged_path(await self._path_for_writing(key)) as temp:
+        async with staged_path(await self._path_for_writing(key), self._staging) as temp:
             yield temp
 
     async def put_bytes(self, key: str, data: bytes, *, replace: bool = False) -> None:
-        await write_atomic(await self._path_for_writing(key), data, exclusive=not replace)
+        path = await self._path_for_writing(key)
+        await write_atomic(path, data, staging=self._staging, exclusive=not replace)
 
     async def put_json(self, key: str, document: Any, *, replace: bool = False) -> None:
-        payload = json.dumps(document, indent=2, ensure_ascii=False).encode()
-        await self.put_bytes(key, payload + b"\n", replace=replace)
+        path = await self._path_for_writing(key)
+        await write_json_atomic(path, document, staging=self._staging, exclusive=not replace)
 
     async def read_bytes(self, key: str) -> bytes | None:
         try:
@@ -58,8 +88,8 @@ class LocalStore:
         except FileNotFoundError:
             return None
 
-    async def read_json(self, key: str) -> Any | None:
-        return await read_json(self.local_path(key))
+    async def read_json(self, key: str) -> dict[str, Any] | None:
+        return await read_json_object(self.local_path(key), key)
 
     async def size(self, key: str) -> int | None:
         try:
@@ -70,16 +100,87 @@ class LocalStore:
     async def delete(self, key: str) -> None:
         await anyio.Path(self.local_path(key)).unlink(missing_ok=True)
 
+    def _claim_path(self, key: str) -> Path:
+        return self._staging / f"{hashlib.sha256(key.encode()).hexdigest()}{CLAIM_SUFFIX}"
+
     async def claim(self, key: str) -> None:
-        marker = anyio.Path(self.local_path(key))
-        await marker.parent.mkdir(parents=True, exist_ok=True)
-        await marker.touch(exist_ok=False)
+        def take() -> None:
+            make_folders(self.local_path(key).parent, self._staging)
+            with self._claim_path(key).open("x") as marker:
+                marker.write(key)
+
+        await anyio.to_thread.run_sync(take)
+
+    async def release(self, key: str) -> None:
+        await anyio.Path(self._claim_path(key)).unlink(missing_ok=True)
+
+    @asynccontextmanager
+    async def publishing(self, key: str, *, sidecar: str) -> AsyncIterator[None]:
+        marker = self._staging / f"{uuid.uuid4().hex}{PENDING_SUFFIX}"
+        content = json.dumps({"key": key, "sidecar": sidecar})
+
+        def mark() -> None:
+            make_folders(self._staging)
+            marker.write_text(content)
+
+        await anyio.to_thread.run_sync(mark)
+        try:
+            yield
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._keep_only_with_sidecar, key, sidecar)
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.Path(marker).unlink(missing_ok=True)
+
+    def _keep_only_with_sidecar(self, key: str, sidecar: str) -> bool:
+        """Remove `key` unless `sidecar` is stored; True when something was removed."""
+        if self.local_path(sidecar).exists():
+            return False
+        path = self.local_path(key)
+        if not path.exists():
+            return False
+        path.unlink(missing_ok=True)
+        return True
+
+    def _settle_pending(self, marker: Path) -> None:
+        """Finish what a killed process left inside a `publishing` block."""
+        try:
+            pending = json.loads(marker.read_bytes())
+        except (OSError, ValueError):
+            pending = None
+        if not isinstance(pending, dict) or not all(
+            _is_store_key(pending.get(name)) for name in ("key", "sidecar")
+        ):
+            # The marker is written whole before its block runs, so a broken one means the
+            # process died while writing it, before anything could be published.
+            warn_corrupt(f"pending marker {marker.name}", "not written whole")
+            return
+        if self._keep_only_with_sidecar(pending["key"], pending["sidecar"]):
+            logger.warning(
+                "removed %s: published without its sidecar before a crash", pending["key"]
+            )
+
+    def _recover(self) -> int:
+        make_folders(self._staging)
+        leftovers = 0
+        with os.scandir(self._staging) as entries:
+            for entry in entries:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                path = Path(entry.path)
+                if path.suffix == PENDING_SUFFIX:
+                    self._settle_pending(path)
+                path.unlink(missing_ok=True)
+                leftovers += 1
+        return leftovers
+
+    async def remove_leftovers(self) -> int:
+        return await anyio.to_thread.run_sync(self._recover)
 
     async def remove_folder_if_empty(self, prefix: str) -> None:
         folder = anyio.Path(self.local_path(prefix))
         async for _ in folder.iterdir():
             return
         await folder.rmdir()
-
-    async def remove_leftovers(self) -> int:
-        return len(await anyio.to_thread.run_sync(remove_leftover_temporaries, self.root))
