@@ -4,7 +4,9 @@ A key's first successful answer is stored on disk beside the outputs (so it surv
 restart) and replayed for 24 hours to the same request body; the same key with another body
 is a 409. A repeat that arrives while the first is still running waits for it. A failed
 request stores nothing, so the client may retry with the same key. Keys are scoped per
-endpoint and stored only as hashes.
+endpoint and stored only as hashes. A record that cannot be written (after retries) is kept
+in memory instead, so the answer still goes out and a repeat to this process still gets it
+without paying again.
 """
 
 import asyncio
@@ -19,6 +21,7 @@ from typing import Any
 import anyio
 
 from backend.mv.errors import Conflict, ValidationFailed
+from backend.mv.storage.base import keep_paid_result
 from backend.mv.storage.files import read_json, write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -53,10 +56,28 @@ def _log_unawaited_failure(task: asyncio.Task[JsonBody]) -> None:
         logger.warning("keyed generation failed with %s", type(failure).__name__)
 
 
+async def _read_record(path: Path) -> dict[str, Any] | None:
+    """The stored record, or None when there is none; one that cannot be read or is not a
+    record is logged and treated as missing (the request then runs), never a 500."""
+    try:
+        record = await read_json(path)
+    except (OSError, ValueError) as exc:
+        logger.warning("idempotency record %s unreadable, ignored: %r", path.name, exc)
+        return None
+    if record is None:
+        return None
+    if not isinstance(record, dict) or not {"request_sha256", "stored_at", "body"} <= set(record):
+        logger.warning("idempotency record %s is not a record, ignored", path.name)
+        return None
+    return record
+
+
 class IdempotencyStore:
     def __init__(self, output_root: Path) -> None:
         self.root = output_root / IDEMPOTENCY_FOLDER
         self._in_flight: dict[Path, tuple[str, asyncio.Task[JsonBody]]] = {}
+        self._unwritten: dict[Path, dict[str, Any]] = {}
+        """Records that could not be written to disk, by the path they belong at."""
 
     def _record_path(self, endpoint: str, key: str, owner: str) -> Path:
         digest = hashlib.sha256(f"{owner}\n{key}".encode()).hexdigest()
@@ -82,8 +103,8 @@ class IdempotencyStore:
         """
         _check_key(key)
         path = self._record_path(endpoint, key, owner)
-        record = await read_json(path)
-        if isinstance(record, dict) and time.time() - record["stored_at"] < REPLAY_SECONDS:
+        record = self._unwritten.get(path) or await _read_record(path)
+        if record is not None and time.time() - record["stored_at"] < REPLAY_SECONDS:
             if record["request_sha256"] != fingerprint:
                 raise _conflict()
             return record["body"]
@@ -121,8 +142,12 @@ class IdempotencyStore:
         self, path: Path, fingerprint: str, produce: Callable[[], Awaitable[JsonBody]]
     ) -> JsonBody:
         body = await produce()
-        await anyio.Path(path.parent).mkdir(parents=True, exist_ok=True)
-        await write_json_atomic(
-            path, {"request_sha256": fingerprint, "stored_at": time.time(), "body": body}
-        )
+        record = {"request_sha256": fingerprint, "stored_at": time.time(), "body": body}
+
+        async def write() -> None:
+            await anyio.Path(path.parent).mkdir(parents=True, exist_ok=True)
+            await write_json_atomic(path, record)
+
+        if not await keep_paid_result(write, what=f"the idempotency record {path.name}"):
+            self._unwritten[path] = record
         return body

@@ -8,7 +8,6 @@ answers are made from the routes' names, so a path is written once, here.
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-import anyio
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
@@ -24,6 +23,7 @@ from backend.api.dependencies import (
     VideoBackendsDep,
 )
 from backend.api.errors import ErrorResponse, error_responses
+from backend.api.json_body import JSONBodyRoute
 from backend.api.media import ClipResponse, check_range, clip_response
 from backend.api.middleware import CALLER_STATE
 from backend.mv.idempotency import MAX_KEY_LENGTH, IdempotencyStore, request_fingerprint
@@ -33,7 +33,9 @@ from backend.mv.image_generator import (
     find_reference,
     generate_character_reference_image,
 )
+from backend.mv.params import Client
 from backend.mv.scene_generator import CreateScenesRequest, CreateScenesResponse, generate_scenes
+from backend.mv.thread_pools import DECODING
 from backend.mv.video_generator import (
     GenerateVideoRequest,
     GenerateVideoResponse,
@@ -46,13 +48,14 @@ from backend.mv.video_generator import (
 router = APIRouter(
     prefix="/api/mv",
     tags=["music video"],
+    route_class=JSONBodyRoute,
     responses={
         "4XX": {"model": ErrorResponse, "description": "Client error, in the error shape"},
         "5XX": {"model": ErrorResponse, "description": "Server or provider error"},
     },
 )
 
-GENERATION_ERRORS = error_responses(400, 401, 409, 413, 422, 429, 502, 503, 504)
+GENERATION_ERRORS = error_responses(400, 401, 409, 413, 422, 429, 502, 503, 504, 507)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -82,11 +85,24 @@ async def _answer_once(
 
     if key is None:
         return await produce_json()
-    fingerprint = await anyio.to_thread.run_sync(
-        request_fingerprint, request.model_dump(mode="json")
-    )
+    fingerprint = await DECODING.run(request_fingerprint, request.model_dump(mode="json"))
     owner = getattr(http_request.state, CALLER_STATE, "")
     return await idempotency.run_once(endpoint, key, fingerprint, produce_json, owner=owner)
+
+
+def _client(http_request: Request, idempotency_key: str | None) -> Client:
+    """The request's client for the generators. Without an Idempotency-Key, a client that
+    leaves while its request waits for a slot has it dropped before anything is paid: nobody
+    could collect the result. With one, the work goes on and is kept for the key."""
+
+    async def departed() -> None:
+        while (await http_request.receive())["type"] != "http.disconnect":
+            pass
+
+    return Client(
+        has_left=http_request.is_disconnected,
+        departure=departed if idempotency_key is None else None,
+    )
 
 
 def _url_for(http_request: Request, route_name: str, parameter: str) -> Callable[[str], str]:
@@ -107,6 +123,7 @@ async def create_scenes(
     store: StoreDep,
     limiter: LimiterDep,
     configs: ConfigsDep,
+    settings: SettingsDep,
     idempotency: IdempotencyDep,
     http_request: Request,
     idempotency_key: IdempotencyKey = None,
@@ -131,6 +148,8 @@ async def create_scenes(
             limiter=limiter,
             defaults=configs.parameters,
             prompt_template=configs.scene_prompts.scene_generation_prompt,
+            min_free_bytes=settings.mv_min_free_bytes,
+            client=_client(http_request, idempotency_key),
         ),
     )
 
@@ -148,6 +167,7 @@ async def generate_character_reference(
     store: StoreDep,
     limiter: LimiterDep,
     configs: ConfigsDep,
+    settings: SettingsDep,
     idempotency: IdempotencyDep,
     http_request: Request,
     idempotency_key: IdempotencyKey = None,
@@ -173,8 +193,9 @@ async def generate_character_reference(
             limiter=limiter,
             params=configs.image_params,
             prompt_template=configs.image_prompts.character_reference_prompt,
+            min_free_bytes=settings.mv_min_free_bytes,
             image_url_for=_url_for(http_request, "mv_get_character_reference", "image_id"),
-            client_gone=http_request.is_disconnected,
+            client=_client(http_request, idempotency_key),
         ),
     )
 
@@ -234,8 +255,9 @@ async def create_video(
             limiter=limiter,
             params=configs.video_params,
             max_reference_image_bytes=settings.mv_max_reference_image_bytes,
+            min_free_bytes=settings.mv_min_free_bytes,
             video_url_for=_url_for(http_request, "mv_get_video", "video_id"),
-            client_gone=http_request.is_disconnected,
+            client=_client(http_request, idempotency_key),
         ),
     )
 

@@ -3,6 +3,7 @@
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from backend.mv.storage.files import (
     streaming_atomic_writer,
     write_atomic,
 )
+from backend.mv.storage.writable import WritableCheck
 
 
 class LocalStore:
@@ -83,3 +85,11 @@ class LocalStore:
 
     async def remove_leftovers(self) -> int:
         return len(await anyio.to_thread.run_sync(remove_leftover_temporaries, self.root))
+
+    @cached_property
+    def _writable(self) -> WritableCheck:
+        return WritableCheck(self.root)
+
+    async def check_writable(self, min_free_bytes: int) -> None:
+        """A real write under `root` (recreating it if it was removed) and its free space."""
+        await self._writable.check(min_free_bytes)
