@@ -13,11 +13,11 @@ from pathlib import Path
 
 import anyio
 
+from backend.config import MIB
 from backend.mv.errors import InsufficientStorage
 from backend.mv.storage.files import TMP_SUFFIX
 
 CHECK_VALID_SECONDS = 1.0
-MIB = 1024 * 1024
 
 
 def _problem(root: Path, min_free_bytes: int) -> str | None:
