@@ -8,6 +8,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 
 
 class Settings(BaseSettings):
@@ -34,7 +35,9 @@ class Settings(BaseSettings):
     mv_shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     mv_api_keys: str = ""
     mv_max_concurrent_generations: int = Field(default=32, ge=1)
+    mv_max_queued_generations: int = Field(default=256, ge=0)
     mv_max_reference_image_bytes: int = Field(default=10 * MIB, gt=0)
+    mv_min_free_bytes: int = Field(default=GIB, ge=0)
     mv_cors_origins: str = "*"
     replicate_base_url: str = "https://api.replicate.com"
     google_gemini_base_url: str = "https://generativelanguage.googleapis.com"

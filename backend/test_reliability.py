@@ -7,7 +7,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -26,7 +26,12 @@ from backend.testing.apps import (
     service_gemini_client,
 )
 from backend.testing.fake_upstream import FakeUpstream
-from backend.testing.server_process import mock_server_env, running_server
+from backend.testing.server_process import (
+    mock_server_env,
+    running_server,
+    send_and_hang_up,
+    wait_for,
+)
 
 VIDEO = "/api/mv/generate_video"
 SCENES = "/api/mv/create_scenes"
@@ -215,27 +220,6 @@ async def test_polling_survives_transient_failures(
 
 
 # ---- real processes: disconnects, SIGKILL, SIGTERM
-
-
-def send_and_hang_up(base_url: str, path: str, body: dict, headers: dict[str, str]) -> None:
-    """Send a complete POST, then close the socket before any answer arrives."""
-    host, port = base_url.removeprefix("http://").split(":")
-    payload = json.dumps(body).encode()
-    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-    request = (
-        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(payload)}\r\n{head}\r\n"
-    ).encode() + payload
-    with socket.create_connection((host, int(port))) as connection:
-        connection.sendall(request)
-        time.sleep(0.3)
-
-
-async def wait_for(predicate: Callable[[], bool], within: float) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_client_disconnect_keeps_the_paid_result(tmp_path: Path) -> None:

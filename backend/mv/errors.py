@@ -21,6 +21,8 @@ class MVError(Exception):
     """True only when sending again is safe: no paid job can have been started by it."""
     retry_hint_seconds: float | None = None
     """The provider's own Retry-After, when it gave one."""
+    default_retry_after_seconds: int | None = None
+    """The Retry-After sent when the raiser gives none; None sends no header."""
 
     def __init__(
         self,
@@ -35,7 +37,9 @@ class MVError(Exception):
         self.message = message
         self.backend = backend
         self.details = details or []
-        self.retry_after_seconds = retry_after_seconds
+        self.retry_after_seconds = (
+            self.default_retry_after_seconds if retry_after_seconds is None else retry_after_seconds
+        )
         self.headers = headers or {}
 
 
@@ -103,6 +107,19 @@ class RangeNotSatisfiable(MVError):
     example = "The range 'bytes=99999999-' is outside the file's 1048576 bytes"
 
 
+class ClientClosedRequest(MVError):
+    """The client left while its request still waited for a slot, before anything was paid.
+
+    Nobody reads this answer (the connection is gone); it ends the request and is logged.
+    499 is nginx's code for it, so proxies' logs agree with ours.
+    """
+
+    status_code = 499
+    error_code = "CLIENT_CLOSED_REQUEST"
+    title = "Client closed the request"
+    example = "The client left while the request waited for a slot; nothing was started"
+
+
 class ContentPolicyViolation(MVError):
     status_code = 422
     error_code = "CONTENT_POLICY_VIOLATION"
@@ -118,11 +135,6 @@ class RateLimited(MVError):
     title = "Provider rate limit exceeded"
     example = "The provider's rate limit was hit: Request was throttled"
     default_retry_after_seconds = 30
-
-    def __init__(self, message: str, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        if self.retry_after_seconds is None:
-            self.retry_after_seconds = self.default_retry_after_seconds
 
 
 class GenerationFailed(MVError):
@@ -146,8 +158,36 @@ class BackendNotConfigured(MVError):
     example = "REPLICATE_API_TOKEN is not set"
 
 
+class ServerBusy(MVError):
+    """The backend's queue is full (`MV_MAX_QUEUED_GENERATIONS`); nothing was started, so
+    the client may send the same request again after `Retry-After`."""
+
+    status_code = 503
+    error_code = "SERVER_BUSY"
+    title = "Server busy"
+    example = "The video-replicate queue is full (256 requests waiting); try again shortly"
+    default_retry_after_seconds = 10
+
+
 class GenerationTimeout(MVError):
     status_code = 504
     error_code = "GENERATION_TIMEOUT"
     title = "Generation timed out"
     example = "The provider did not finish within 600 seconds"
+
+
+class InsufficientStorage(MVError):
+    """The output store cannot take a result: not writable, or less than `MV_MIN_FREE_BYTES`
+    free. Checked before any paid call; also what a paid result that could not be stored
+    ends in, once every attempt to store it failed."""
+
+    status_code = 507
+    error_code = "INSUFFICIENT_STORAGE"
+    title = "Insufficient storage"
+    example = "The output store has 512 MiB free, less than the 1024 MiB required"
+
+    @classmethod
+    def while_storing(cls, exc: OSError, *, backend: str | None = None) -> "InsufficientStorage":
+        """A result that could not be stored; names the OS error, never the path."""
+        reason = exc.strerror or type(exc).__name__
+        return cls(f"The result could not be stored ({reason})", backend=backend)

@@ -4,7 +4,9 @@ A key's first successful answer is stored on disk beside the outputs (so it surv
 restart) and replayed for 24 hours to the same request body; the same key with another body
 is a 409. A repeat that arrives while the first is still running waits for it. A failed
 request stores nothing, so the client may retry with the same key. Keys are scoped per
-endpoint and stored only as hashes.
+endpoint and stored only as hashes. A record that cannot be written (after retries) is kept
+in memory instead, so the answer still goes out and a repeat to this process still gets it
+without paying again.
 """
 
 import asyncio
@@ -19,6 +21,7 @@ from typing import Any
 import anyio
 
 from backend.mv.errors import Conflict, ValidationFailed
+from backend.mv.storage.base import keep_paid_result
 from backend.mv.storage.files import (
     make_folders,
     read_json_object,
@@ -83,6 +86,8 @@ class IdempotencyStore:
         self.root = output_root / IDEMPOTENCY_FOLDER
         self._staging = staging_folder(output_root)
         self._in_flight: dict[Path, tuple[str, asyncio.Task[JsonBody]]] = {}
+        self._unwritten: dict[Path, dict[str, Any]] = {}
+        """Records that could not be written to disk, by the path they belong at."""
 
     def _record_path(self, endpoint: str, key: str, owner: str) -> Path:
         digest = hashlib.sha256(f"{owner}\n{key}".encode()).hexdigest()
@@ -109,7 +114,7 @@ class IdempotencyStore:
         _check_key(key)
         path = self._record_path(endpoint, key, owner)
         name = f"idempotency record {endpoint}/{path.name}"
-        record = _replayable(await read_json_object(path, name), name)
+        record = _replayable(self._unwritten.get(path) or await read_json_object(path, name), name)
         if record is not None:
             if record["request_sha256"] != fingerprint:
                 raise _conflict()
@@ -148,7 +153,12 @@ class IdempotencyStore:
         self, path: Path, fingerprint: str, produce: Callable[[], Awaitable[JsonBody]]
     ) -> JsonBody:
         body = await produce()
-        await anyio.to_thread.run_sync(make_folders, path.parent, self._staging)
         record = {"request_sha256": fingerprint, "stored_at": time.time(), "body": body}
-        await write_json_atomic(path, record, staging=self._staging)
+
+        async def write() -> None:
+            await anyio.to_thread.run_sync(make_folders, path.parent, self._staging)
+            await write_json_atomic(path, record, staging=self._staging)
+
+        if not await keep_paid_result(write, what=f"the idempotency record {path.name}"):
+            self._unwritten[path] = record
         return body

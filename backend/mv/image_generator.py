@@ -6,7 +6,6 @@ beside a `<image_id>.json` sidecar, so `image_id` finds it again and two request
 same second never collide.
 """
 
-import base64
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,17 +13,16 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Protocol
 
-import anyio
 from pydantic import BaseModel, Field
 
-from backend.mv import debug
+from backend.mv import base64_text, debug
 from backend.mv.configuration import ImageParams
 from backend.mv.errors import GenerationFailed, NotFound, ValidationFailed
 from backend.mv.image_check import decoded_format
 from backend.mv.limiter import GenerationLimiter
 from backend.mv.params import (
     CheckedText,
-    ClientGone,
+    Client,
     GenerationMetadata,
     ParameterPlan,
     SidecarFields,
@@ -34,9 +32,10 @@ from backend.mv.params import (
     generation_fields,
 )
 from backend.mv.providers import Provider
-from backend.mv.storage.base import ArtifactStore, find_sidecar
+from backend.mv.storage.base import ArtifactStore, find_sidecar, keep_paid_result
 from backend.mv.storage.files import sha256_of_bytes
 from backend.mv.storage.identity import new_artifact_id
+from backend.mv.thread_pools import DECODING
 
 CHOICE_FIELDS = ("aspect_ratio", "safety_filter_level", "person_generation", "output_format")
 REFERENCE_FOLDER = "character_reference"
@@ -171,15 +170,18 @@ async def generate_character_reference_image(
     limiter: GenerationLimiter,
     params: ImageParams,
     prompt_template: str,
+    min_free_bytes: int,
     image_url_for: Callable[[str], str],
-    client_gone: ClientGone | None = None,
+    client: Client | None = None,
 ) -> GenerateCharacterReferenceResponse:
     """Draw, check and store the image; stored even if the client has gone meanwhile. An
     image the check refuses is removed with the failure (`publishing`).
 
     `params` (`image_params.yaml`) give defaults and allowed values, `prompt_template`
     (`image_prompts.yaml`) frames the description, `image_url_for(image_id)` is where the
-    image will be served.
+    image will be served. The store must be writable with `min_free_bytes` free before the
+    drawer is called (else 507); once the image is stored, a sidecar that cannot be written
+    is logged, not answered with an error.
     """
     started = time.monotonic()
     debug.log_image_request_args(request)
@@ -195,14 +197,14 @@ async def generate_character_reference_image(
     key = f"{REFERENCE_FOLDER}/{file_name}"
 
     sidecar_key = f"{REFERENCE_FOLDER}/{image_id}.json"
+    departure = client.departure if client else None
     async with store.publishing(key, sidecar=sidecar_key):
-        async with limiter.slot(f"images-{drawer.backend}") as ticket:
+        async with limiter.slot(f"images-{drawer.backend}", departure=departure) as ticket:
+            await store.check_writable(min_free_bytes)
             await drawer.draw(request, prompt, plan, store, key)
 
         image_bytes = await store.read_bytes(key) or b""
-        image_sha256 = await anyio.to_thread.run_sync(
-            _check_image, image_bytes, output_format, drawer.backend
-        )
+        image_sha256 = await DECODING.run(_check_image, image_bytes, output_format, drawer.backend)
         metadata = CharacterReferenceMetadata(
             character_description=request.character_description,
             **generation_fields(
@@ -222,16 +224,17 @@ async def generate_character_reference_image(
             sha256=image_sha256,
             created_at=metadata.generation_timestamp,
             prompt=prompt,
-            client_disconnected=await client_left(client_gone),
+            client_disconnected=await client_left(client),
             **metadata.model_dump(),
         )
-        await store.put_json(sidecar_key, sidecar.model_dump(mode="json"))
+        await keep_paid_result(
+            lambda: store.put_json(sidecar_key, sidecar.model_dump(mode="json"), replace=True),
+            what=f"the sidecar of character reference {image_id}",
+        )
     return GenerateCharacterReferenceResponse(
         image_id=image_id,
         image_url=image_url_for(image_id),
-        image_base64=await anyio.to_thread.run_sync(
-            lambda: base64.b64encode(image_bytes).decode("ascii")
-        ),
+        image_base64=await DECODING.run(base64_text.encode, image_bytes),
         output_file=store.uri(key),
         metadata=metadata,
     )

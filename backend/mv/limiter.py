@@ -1,14 +1,28 @@
-"""Per-kind caps on upstream jobs in flight.
+"""Per-kind caps on upstream jobs in flight, and on the requests waiting for one.
 
 Each kind of upstream job (scenes, character images, Replicate videos, Gemini videos, mock)
-has its own semaphore, so a burst of video requests never starves scene generation. Requests
-beyond the cap wait their turn; the wait is reported to the client as `queue_wait_seconds`.
+has its own lane: `max_in_flight` slots and at most `max_queued` requests waiting for one,
+so a burst of video requests never starves scene generation and never grows memory without
+bound. A request beyond the queue is a 503 `SERVER_BUSY` with `Retry-After`, before it has
+cost anything. The wait is reported to the client as `queue_wait_seconds`.
+
+A waiting request may name its client's departure: when the client leaves before the slot
+is free, the request ends there (`ClientClosedRequest`), before any provider call.
 """
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from backend.mv.errors import ClientClosedRequest, ServerBusy
+
+logger = logging.getLogger(__name__)
+
+Departure = Callable[[], Awaitable[None]]
+"""Completes when the request's client has disconnected (and never returns otherwise)."""
 
 
 class QueueTicket:
@@ -18,19 +32,80 @@ class QueueTicket:
         self.waited_seconds = round(waited_seconds, 3)
 
 
-class GenerationLimiter:
-    def __init__(self, max_in_flight: int) -> None:
-        self.max_in_flight = max_in_flight
-        self._semaphores: dict[str, asyncio.Semaphore] = {}
+@dataclass
+class _Lane:
+    slots: asyncio.Semaphore
+    waiting: int = 0
 
-    def _semaphore(self, kind: str) -> asyncio.Semaphore:
-        if kind not in self._semaphores:
-            self._semaphores[kind] = asyncio.Semaphore(self.max_in_flight)
-        return self._semaphores[kind]
+
+async def _give_up(acquiring: asyncio.Task[bool], slots: asyncio.Semaphore) -> None:
+    """Stop waiting for a slot; one granted in the meantime goes back to the next waiter."""
+    acquiring.cancel()
+    await asyncio.wait({acquiring})
+    if not acquiring.cancelled():
+        slots.release()
+
+
+async def _acquire_unless_gone(slots: asyncio.Semaphore, departure: Departure | None) -> None:
+    """Take one of `slots`, or raise `ClientClosedRequest` if `departure` completes first."""
+    if departure is None:
+        await slots.acquire()
+        return
+    acquiring = asyncio.ensure_future(slots.acquire())
+    leaving = asyncio.ensure_future(departure())
+    try:
+        await asyncio.wait({acquiring, leaving}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        leaving.cancel()
+        await _give_up(acquiring, slots)
+        raise
+    leaving.cancel()
+    if acquiring.done():
+        return
+    await _give_up(acquiring, slots)
+    raise ClientClosedRequest(
+        "The client left while the request waited for a slot; nothing was started"
+    )
+
+
+class GenerationLimiter:
+    def __init__(self, max_in_flight: int, max_queued: int) -> None:
+        self.max_in_flight = max_in_flight
+        self.max_queued = max_queued
+        self._lanes: dict[str, _Lane] = {}
+
+    def _lane(self, kind: str) -> _Lane:
+        if kind not in self._lanes:
+            self._lanes[kind] = _Lane(asyncio.Semaphore(self.max_in_flight))
+        return self._lanes[kind]
 
     @asynccontextmanager
-    async def slot(self, kind: str) -> AsyncIterator[QueueTicket]:
-        semaphore = self._semaphore(kind)
+    async def slot(
+        self, kind: str, *, departure: Departure | None = None
+    ) -> AsyncIterator[QueueTicket]:
+        """Hold one of `kind`'s slots for the block.
+
+        Raises `ServerBusy` when `max_queued` requests already wait for one, and
+        `ClientClosedRequest` when `departure` completes while this one waits.
+        """
+        lane = self._lane(kind)
         queued_at = time.monotonic()
-        async with semaphore:
+        if lane.slots.locked():
+            if lane.waiting >= self.max_queued:
+                raise ServerBusy(
+                    f"The {kind} queue is full ({lane.waiting} requests waiting); try again shortly"
+                )
+            lane.waiting += 1
+            try:
+                await _acquire_unless_gone(lane.slots, departure)
+            except ClientClosedRequest:
+                logger.info("client left while waiting for a %s slot; dropped unpaid", kind)
+                raise
+            finally:
+                lane.waiting -= 1
+        else:
+            await lane.slots.acquire()
+        try:
             yield QueueTicket(time.monotonic() - queued_at)
+        finally:
+            lane.slots.release()

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import AfterValidator, BaseModel, Field
 
 from backend.mv.errors import problem
+from backend.mv.limiter import Departure
 from backend.mv.storage.identity import utc_now_iso
 
 ALLOWED_CONTROL_CHARACTERS = {"\n", "\r", "\t"}
@@ -140,5 +141,16 @@ ClientGone = Callable[[], Awaitable[bool]]
 """Asks whether the client that sent a request has disconnected (for the sidecar's record)."""
 
 
-async def client_left(client_gone: ClientGone | None) -> bool:
-    return client_gone is not None and await client_gone()
+@dataclass(frozen=True)
+class Client:
+    """The client waiting for a generation's answer, as far as a generator needs to know."""
+
+    has_left: ClientGone
+    departure: Departure | None = None
+    """Completes when the client disconnects. Set when its request must be dropped if that
+    happens while it still waits for a slot: without an Idempotency-Key nobody could
+    collect the result. None keeps the work going for whoever comes back for it."""
+
+
+async def client_left(client: Client | None) -> bool:
+    return client is not None and await client.has_left()

@@ -102,7 +102,9 @@ async def build_runtime(settings: Settings, *, config_dir: Path = CONFIG_DIR) ->
         settings=settings,
         configs=configs,
         store=store,
-        limiter=GenerationLimiter(settings.mv_max_concurrent_generations),
+        limiter=GenerationLimiter(
+            settings.mv_max_concurrent_generations, settings.mv_max_queued_generations
+        ),
         idempotency=idempotency,
         scene_writer=scene_writer,
         image_drawer=image_drawer,

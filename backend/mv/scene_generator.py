@@ -8,6 +8,7 @@ so concurrent requests never overwrite each other.
 
 import re
 import time
+from contextlib import suppress
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Protocol
 
@@ -17,9 +18,9 @@ from backend.mv import debug
 from backend.mv.configuration import SceneParameters
 from backend.mv.errors import Conflict, ValidationFailed
 from backend.mv.limiter import GenerationLimiter
-from backend.mv.params import CheckedText, apply_defaults
+from backend.mv.params import CheckedText, Client, apply_defaults
 from backend.mv.providers import Provider
-from backend.mv.storage.base import ArtifactStore
+from backend.mv.storage.base import ArtifactStore, keep_paid_result
 from backend.mv.storage.identity import new_artifact_id
 
 SCENES_FOLDER = "create_scenes"
@@ -215,10 +216,12 @@ class _SceneSetFolder:
             raise Conflict(f"output_dir {self.label!r} already holds a scene set")
 
     async def release(self) -> None:
-        """Drop the reservation; an unnamed folder left empty by a failure goes too."""
+        """Drop the reservation; an unnamed folder left empty by a failure goes too (one
+        already removed from under us is nothing to drop)."""
         await self.store.release(self._reservation)
         if not self.named:
-            await self.store.remove_folder_if_empty(self.prefix)
+            with suppress(FileNotFoundError):
+                await self.store.remove_folder_if_empty(self.prefix)
 
 
 def _format_prompt(request: CreateScenesRequest, used: dict[str, Any], template: str) -> str:
@@ -256,11 +259,16 @@ async def generate_scenes(
     limiter: GenerationLimiter,
     defaults: SceneParameters,
     prompt_template: str,
+    min_free_bytes: int,
+    client: Client | None = None,
 ) -> CreateScenesResponse:
     """Write `number_of_scenes` scene prompts for the request and store them.
 
     `defaults` (`parameters.yaml`) fill what the request left out; `prompt_template`
-    (`scene_prompts.yaml`) frames the client's words for the writer.
+    (`scene_prompts.yaml`) frames the client's words for the writer. The store must be
+    writable with `min_free_bytes` free before the scene folder is reserved (the first
+    write) and the writer is paid (else 507); once the writer has answered, files that
+    cannot be written are logged, not answered with an error.
     """
     started = time.monotonic()
     debug.log_scene_request_args(request)
@@ -271,9 +279,11 @@ async def generate_scenes(
 
     scene_set_id = new_artifact_id()
     folder = _SceneSetFolder(store, scene_set_id, request.output_dir)
+    await store.check_writable(min_free_bytes)
     await folder.reserve()
     try:
-        async with limiter.slot(f"scenes-{writer.backend}") as ticket:
+        departure = client.departure if client else None
+        async with limiter.slot(f"scenes-{writer.backend}", departure=departure) as ticket:
             scenes = await writer.write(prompt, request, used)
         json_key = folder.key("scenes.json")
         markdown_key = folder.key("scenes.md")
@@ -294,10 +304,18 @@ async def generate_scenes(
                 queue_wait_seconds=ticket.waited_seconds,
             ),
         )
-        await store.put_bytes(
-            markdown_key, _markdown(request, scenes, scene_set_id).encode(), replace=True
+        markdown = _markdown(request, scenes, scene_set_id).encode()
+        await keep_paid_result(
+            lambda: store.put_bytes(markdown_key, markdown, replace=True),
+            what=f"scenes.md of scene set {scene_set_id}",
         )
-        await store.put_json(json_key, response.model_dump(mode="json", by_alias=True))
+        # Replacing is safe: the reservation keeps every other request out of the folder.
+        await keep_paid_result(
+            lambda: store.put_json(
+                json_key, response.model_dump(mode="json", by_alias=True), replace=True
+            ),
+            what=f"scenes.json of scene set {scene_set_id}",
+        )
         return response
     finally:
         await folder.release()

@@ -20,7 +20,7 @@ from backend.mv.errors import NotFound, ValidationFailed, problem
 from backend.mv.limiter import GenerationLimiter
 from backend.mv.params import (
     CheckedText,
-    ClientGone,
+    Client,
     GenerationMetadata,
     SidecarFields,
     apply_defaults,
@@ -29,8 +29,8 @@ from backend.mv.params import (
     generation_fields,
 )
 from backend.mv.providers import Provider
-from backend.mv.reference_image_input import decode_reference_image, load_stored_reference
-from backend.mv.storage.base import ArtifactStore, find_sidecar
+from backend.mv.reference_image_input import check_base64_reference, find_stored_reference
+from backend.mv.storage.base import ArtifactStore, find_sidecar, keep_paid_result
 from backend.mv.storage.identity import new_artifact_id
 from backend.mv.video_backends import DEFAULT_BACKEND, VideoBackendName, VideoBackends
 from backend.mv.video_backends.base import ReferenceImage, VideoJob
@@ -194,12 +194,13 @@ def _full_prompt(request: GenerateVideoRequest, aspect_ratio: str, params: Video
 async def _reference_image(
     request: GenerateVideoRequest, store: ArtifactStore, max_reference_image_bytes: int
 ) -> ReferenceImage | None:
+    """Checked now (400, 404, 413 before any wait); its bytes are loaded when sent."""
     if request.reference_image_base64 is not None:
-        return await decode_reference_image(
+        return await check_base64_reference(
             request.reference_image_base64, max_reference_image_bytes
         )
     if request.reference_image_id is not None:
-        return await load_stored_reference(request.reference_image_id, store)
+        return await find_stored_reference(request.reference_image_id, store)
     return None
 
 
@@ -211,15 +212,19 @@ async def generate_video(
     limiter: GenerationLimiter,
     params: VideoParams,
     max_reference_image_bytes: int,
+    min_free_bytes: int,
     video_url_for: Callable[[str], str],
-    client_gone: ClientGone | None = None,
+    client: Client | None = None,
 ) -> GenerateVideoResponse:
     """Render one clip and store it; raises the service's errors for every failure.
 
     `params` (`video_params.yaml`) give defaults, allowed values and the rules template;
-    `video_url_for(video_id)` is where the clip will be served. The clip is stored even
-    when the client has gone meanwhile (the sidecar records it), so a paid result is never
-    thrown away.
+    `video_url_for(video_id)` is where the clip will be served. Just before the backend is
+    called (mock included, so mock mode answers as live does), the store must be writable
+    with `min_free_bytes` free (else 507). The clip is stored even when the client has gone
+    meanwhile (the sidecar records it), and once the clip is stored the answer is a 200,
+    even if its sidecar could not be written (logged), so a paid result is never thrown
+    away.
     """
     started = time.monotonic()
     debug.log_video_request_args(request)
@@ -241,9 +246,11 @@ async def generate_video(
 
     video_id = new_artifact_id()
     clip_key = f"{VIDEO_FOLDER}/{video_id}.mp4"
+    departure = client.departure if client else None
     sidecar_key = f"{VIDEO_FOLDER}/{video_id}.json"
     async with store.publishing(clip_key, sidecar=sidecar_key):
-        async with limiter.slot(f"video-{backend.name}") as ticket:
+        async with limiter.slot(f"video-{backend.name}", departure=departure) as ticket:
+            await store.check_writable(min_free_bytes)
             outcome = await backend.generate(job, plan, store, clip_key)
 
         metadata = VideoMetadata(
@@ -267,10 +274,13 @@ async def generate_video(
             created_at=metadata.generation_timestamp,
             full_prompt=job.full_prompt,
             provider_job_id=outcome.provider_job_id,
-            client_disconnected=await client_left(client_gone),
+            client_disconnected=await client_left(client),
             **metadata.model_dump(),
         )
-        await store.put_json(sidecar_key, sidecar.model_dump(mode="json"))
+        await keep_paid_result(
+            lambda: store.put_json(sidecar_key, sidecar.model_dump(mode="json"), replace=True),
+            what=f"the sidecar of video {video_id}",
+        )
     debug.log_video_generation_result(
         {"video_id": video_id, "seconds": metadata.processing_time_seconds}
     )

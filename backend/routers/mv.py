@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import anyio
 from fastapi import APIRouter, Body, Depends, Header, Request
 from pydantic import BaseModel
 
@@ -24,6 +23,7 @@ from backend.api.dependencies import (
     VideoBackendsDep,
 )
 from backend.api.errors import ErrorResponse, error_responses
+from backend.api.json_body import JSONBodyRoute
 from backend.api.media import MediaResponse, media_response
 from backend.api.middleware import CALLER_STATE
 from backend.mv.configuration import MVConfigs
@@ -35,8 +35,10 @@ from backend.mv.image_generator import (
     generate_character_reference_image,
 )
 from backend.mv.limiter import GenerationLimiter
+from backend.mv.params import Client
 from backend.mv.scene_generator import CreateScenesRequest, CreateScenesResponse, generate_scenes
 from backend.mv.storage.base import ArtifactStore
+from backend.mv.thread_pools import DECODING
 from backend.mv.video_generator import (
     GenerateVideoRequest,
     GenerateVideoResponse,
@@ -49,13 +51,14 @@ from backend.mv.video_generator import (
 router = APIRouter(
     prefix="/api/mv",
     tags=["music video"],
+    route_class=JSONBodyRoute,
     responses={
         "4XX": {"model": ErrorResponse, "description": "Client error, in the error shape"},
         "5XX": {"model": ErrorResponse, "description": "Server or provider error"},
     },
 )
 
-GENERATION_ERRORS = error_responses(400, 401, 409, 413, 422, 429, 502, 503, 504)
+GENERATION_ERRORS = error_responses(400, 401, 409, 413, 422, 429, 502, 503, 504, 507)
 
 
 def _example(summary: str, value: dict[str, Any]) -> dict[str, Any]:
@@ -133,14 +136,30 @@ IdempotencyKey = Annotated[
 @dataclass
 class Generation:
     """What every generation route shares beside its own strategy: the store, the caps, the
-    configs, and the Idempotency-Key bookkeeping of this request."""
+    configs, the free space a paid call needs, and this request's client and Idempotency-Key."""
 
     http_request: Request
     store: ArtifactStore
     limiter: GenerationLimiter
     configs: MVConfigs
+    min_free_bytes: int
     idempotency: IdempotencyStore
     key: str | None
+
+    @property
+    def client(self) -> Client:
+        """The request's client for the generators. Without an Idempotency-Key, a client that
+        leaves while its request waits for a slot has it dropped before anything is paid:
+        nobody could collect the result. With one, the work goes on and is kept for the key."""
+
+        async def departed() -> None:
+            while (await self.http_request.receive())["type"] != "http.disconnect":
+                pass
+
+        return Client(
+            has_left=self.http_request.is_disconnected,
+            departure=departed if self.key is None else None,
+        )
 
     async def answer_once(
         self, endpoint: str, request: BaseModel, produce: Callable[[], Awaitable[BaseModel]]
@@ -152,9 +171,7 @@ class Generation:
 
         if self.key is None:
             return await produce_json()
-        fingerprint = await anyio.to_thread.run_sync(
-            request_fingerprint, request.model_dump(mode="json")
-        )
+        fingerprint = await DECODING.run(request_fingerprint, request.model_dump(mode="json"))
         owner = getattr(self.http_request.state, CALLER_STATE, "")
         return await self.idempotency.run_once(
             endpoint, self.key, fingerprint, produce_json, owner=owner
@@ -171,10 +188,19 @@ async def _generation(
     store: StoreDep,
     limiter: LimiterDep,
     configs: ConfigsDep,
+    settings: SettingsDep,
     idempotency: IdempotencyDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Generation:
-    return Generation(http_request, store, limiter, configs, idempotency, idempotency_key)
+    return Generation(
+        http_request,
+        store,
+        limiter,
+        configs,
+        settings.mv_min_free_bytes,
+        idempotency,
+        idempotency_key,
+    )
 
 
 GenerationDep = Annotated[Generation, Depends(_generation)]
@@ -208,6 +234,8 @@ async def create_scenes(
             limiter=generation.limiter,
             defaults=configs.parameters,
             prompt_template=configs.scene_prompts.scene_generation_prompt,
+            min_free_bytes=generation.min_free_bytes,
+            client=generation.client,
         ),
     )
 
@@ -241,8 +269,9 @@ async def generate_character_reference(
             limiter=generation.limiter,
             params=configs.image_params,
             prompt_template=configs.image_prompts.character_reference_prompt,
+            min_free_bytes=generation.min_free_bytes,
             image_url_for=generation.url_for("mv_get_character_reference", "image_id"),
-            client_gone=generation.http_request.is_disconnected,
+            client=generation.client,
         ),
     )
 
@@ -298,8 +327,9 @@ async def create_video(
             limiter=generation.limiter,
             params=generation.configs.video_params,
             max_reference_image_bytes=settings.mv_max_reference_image_bytes,
+            min_free_bytes=generation.min_free_bytes,
             video_url_for=generation.url_for("mv_get_video", "video_id"),
-            client_gone=generation.http_request.is_disconnected,
+            client=generation.client,
         ),
     )
 

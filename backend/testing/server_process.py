@@ -1,12 +1,14 @@
 """The real server as a separate process (`python -m backend`), for tests that need real
 sockets and signals: client disconnects, SIGTERM, SIGKILL."""
 
+import asyncio
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -89,3 +91,24 @@ def running_server(env: dict[str, str], log_path: Path) -> Iterator[tuple[str, s
         if process.poll() is None:
             process.kill()
         process.wait(timeout=10)
+
+
+def send_and_hang_up(base_url: str, path: str, body: dict, headers: dict[str, str]) -> None:
+    """Send a complete POST, then close the socket before any answer arrives."""
+    host, port = base_url.removeprefix("http://").split(":")
+    payload = json.dumps(body).encode()
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n{head}\r\n"
+    ).encode() + payload
+    with socket.create_connection((host, int(port))) as connection:
+        connection.sendall(request)
+        time.sleep(0.3)
+
+
+async def wait_for(predicate: Callable[[], bool], within: float) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)

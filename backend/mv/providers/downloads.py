@@ -19,7 +19,7 @@ import aiohttp
 from yarl import URL
 
 from backend.config import Settings
-from backend.mv.errors import BackendError
+from backend.mv.errors import BackendError, InsufficientStorage
 from backend.mv.providers.deadline import Deadline
 from backend.mv.providers.pools import aiohttp_session
 from backend.mv.providers.retries import with_retries
@@ -92,8 +92,9 @@ async def download(
 ) -> FileDigest:
     """Download `url` into a fresh `open_target()` per attempt; returns size and hash.
 
-    The file is already paid for, so a network failure, a 429 or a 5xx is retried (a GET
-    creates nothing) with backoff, up to `max_attempts`; the caller's deadline bounds it all.
+    The file is already paid for, so a network failure, a 429, a 5xx or a failure to store
+    it (507 once attempts run out) is retried (a GET creates nothing) with backoff, up to
+    `max_attempts`; the caller's deadline bounds it all.
     Memory does not grow with the file: each chunk is written as it arrives. Each attempt
     streams inside `hold_slot()`.
     """
@@ -171,4 +172,11 @@ async def _download_once(
         )
         error.retryable = isinstance(exc, TRANSIENT_ERRORS)
         raise error from exc
+    except OSError as exc:
+        # Storing failed: the output folder was removed (the staged file with it), the disk
+        # filled up. The file is paid for and a GET costs nothing: download it again into
+        # a fresh staged file, whose folder the store makes anew.
+        storage_error = InsufficientStorage.while_storing(exc, backend=backend)
+        storage_error.retryable = True
+        raise storage_error from exc
     return writer.digest

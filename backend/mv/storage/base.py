@@ -11,13 +11,24 @@ object storage is another class with the same methods (markers and claims as sma
 under one prefix, claims as conditional writes).
 """
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from backend.mv.errors import NotFound
+from backend.mv.errors import InsufficientStorage, NotFound
 from backend.mv.storage.files import FileDigest
 from backend.mv.storage.identity import parse_artifact_id
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+FREE_WORK_ATTEMPTS = 2
+PAID_WRITE_PAUSES_SECONDS = (0.2, 1.0, 3.0)
+"""Between the attempts of a write that keeps a paid result: four attempts in about 4 s."""
 
 
 class ArtifactWriter(Protocol):
@@ -93,6 +104,12 @@ class ArtifactStore(Protocol):
         """Drop a folder that a failure left empty (object stores have none to drop)."""
         ...
 
+    async def check_writable(self, min_free_bytes: int) -> None:
+        """Raise `InsufficientStorage` (507) unless a new artifact can be stored now: the
+        store accepts writes and has at least `min_free_bytes` free. Called before every
+        paid provider call; cheap enough for that (answers may be reused for a second)."""
+        ...
+
     async def remove_leftovers(self) -> int:
         """At startup, before serving: settle what a killed process left half-done
         (temporary files, claims, artifacts whose sidecar was never stored), looking only
@@ -116,3 +133,44 @@ async def find_sidecar(
     if sidecar is None:
         raise NotFound(f"No {kind} with id {artifact_id}")
     return artifact_id, sidecar
+
+
+async def keep_paid_result(write: Callable[[], Awaitable[None]], *, what: str) -> bool:
+    """Run `write`, which stores part of a result already paid for (a sidecar, an answer
+    record), again after a pause when it fails; whether it was stored in the end.
+
+    Never raises the write's `OSError`: once the provider is paid, the client gets its
+    answer whatever the disk does, and each failure is logged with `what` so an operator
+    can restore what is missing.
+    """
+    attempts = len(PAID_WRITE_PAUSES_SECONDS) + 1
+    for attempt in range(1, attempts + 1):
+        try:
+            await write()
+            return True
+        except OSError as exc:
+            if attempt == attempts:
+                logger.error("could not store %s after %d attempts: %r", what, attempts, exc)
+                break
+            pause = PAID_WRITE_PAUSES_SECONDS[attempt - 1]
+            logger.warning("storing %s failed (%r); trying again in %gs", what, exc, pause)
+        await asyncio.sleep(pause)
+    return False
+
+
+async def make_and_store(
+    store: ArtifactStore, key: str, make: Callable[[Path], Awaitable[T]], *, backend: str
+) -> T:
+    """`make(path)` fills a staged file, published as `key`; for work that costs nothing to
+    redo (mock media). When storing fails (say, the output folder was removed meanwhile),
+    it is made again in a fresh staged file, up to `FREE_WORK_ATTEMPTS`, then 507."""
+    attempt = 1
+    while True:
+        try:
+            async with store.staging(key) as temp:
+                return await make(temp)
+        except OSError as exc:
+            if attempt >= FREE_WORK_ATTEMPTS:
+                raise InsufficientStorage.while_storing(exc, backend=backend) from exc
+            logger.warning("storing %s failed (%r); making it again", key, exc)
+            attempt += 1

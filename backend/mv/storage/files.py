@@ -19,6 +19,8 @@ from typing import Any, BinaryIO
 
 import anyio
 
+from backend.mv.thread_pools import FILE_WRITES
+
 logger = logging.getLogger(__name__)
 
 STAGING_FOLDER = ".staging"
@@ -108,7 +110,7 @@ class FileDigest:
                 while chunk := handle.read(CHUNK_BYTES):
                     digest.update(chunk)
 
-        await anyio.to_thread.run_sync(read_in_chunks)
+        await FILE_WRITES.run(read_in_chunks)
         return digest
 
 
@@ -116,8 +118,9 @@ class ChunkedWriter:
     """Writes a stream of pieces to a file with flat memory and little event-loop work.
 
     Pieces are collected, uncopied, until they add up to `CHUNK_BYTES`, then written and
-    hashed in one worker-thread hop: `write` and sha256 both release the GIL, so a
-    download's disk and hashing work runs beside the event loop instead of on it.
+    hashed in one worker-thread hop (the `FILE_WRITES` pool): `write` and sha256 both
+    release the GIL, so a download's disk and hashing work runs beside the event loop
+    instead of on it.
     """
 
     def __init__(self, handle: BinaryIO) -> None:
@@ -133,7 +136,7 @@ class ChunkedWriter:
 
     async def _flush(self) -> None:
         pieces, self._pending, self._pending_bytes = self._pending, [], 0
-        await anyio.to_thread.run_sync(self._write_and_hash, pieces)
+        await FILE_WRITES.run(self._write_and_hash, pieces)
 
     async def write(self, piece: bytes) -> None:
         self._pending.append(piece)
@@ -145,9 +148,7 @@ class ChunkedWriter:
         """Write what is left and make it durable."""
         if self._pending:
             await self._flush()
-        await anyio.to_thread.run_sync(
-            lambda: (self._handle.flush(), os.fsync(self._handle.fileno()))
-        )
+        await FILE_WRITES.run(lambda: (self._handle.flush(), os.fsync(self._handle.fileno())))
 
 
 @asynccontextmanager

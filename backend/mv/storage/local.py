@@ -14,6 +14,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -30,6 +31,7 @@ from backend.mv.storage.files import (
     write_atomic,
     write_json_atomic,
 )
+from backend.mv.storage.writable import WritableCheck
 
 logger = logging.getLogger(__name__)
 
@@ -184,3 +186,11 @@ class LocalStore:
         async for _ in folder.iterdir():
             return
         await folder.rmdir()
+
+    @cached_property
+    def _writable(self) -> WritableCheck:
+        return WritableCheck(self.root)
+
+    async def check_writable(self, min_free_bytes: int) -> None:
+        """A real write under `root` (recreating it if it was removed) and its free space."""
+        await self._writable.check(min_free_bytes)

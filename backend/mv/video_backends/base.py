@@ -1,5 +1,6 @@
 """What every video backend receives and must provide."""
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
@@ -14,14 +15,19 @@ PARAMETER = {"parameter": True}
 
 @dataclass(frozen=True)
 class ReferenceImage:
-    """A validated reference image, decoded; `source` says how the client sent it."""
+    """A validated reference image; `source` says how the client sent it.
 
-    data: bytes
+    Its bytes are not held: a backend calls `load()` once it is about to send them, so a
+    request waiting for a slot holds no decoded media.
+    """
+
     mime_type: str
     source: str
+    size_bytes: int
+    load: Callable[[], Awaitable[bytes]]
 
     def describe(self) -> str:
-        return f"{self.source} ({self.mime_type}, {len(self.data)} bytes)"
+        return f"{self.source} ({self.mime_type}, {self.size_bytes} bytes)"
 
 
 @dataclass(frozen=True)

@@ -49,13 +49,14 @@ def _not_sent_reason(name: str) -> str:
     return NOT_SENT_BY_SDK.get(name, f"the Gemini backend does not send {name}")
 
 
-def _config(job: VideoJob, used: dict[str, Any]) -> genai_types.GenerateVideosConfig:
+async def _config(job: VideoJob, used: dict[str, Any]) -> genai_types.GenerateVideosConfig:
     reference_images = None
     if job.reference_image is not None:
         reference_images = [
             genai_types.VideoGenerationReferenceImage(
                 image=genai_types.Image(
-                    image_bytes=job.reference_image.data, mime_type=job.reference_image.mime_type
+                    image_bytes=await job.reference_image.load(),
+                    mime_type=job.reference_image.mime_type,
                 ),
                 reference_type=genai_types.VideoGenerationReferenceType.ASSET,
             )
@@ -91,13 +92,14 @@ class GeminiVideoBackend:
         self, job: VideoJob, plan: ParameterPlan, store: ArtifactStore, key: str
     ) -> VideoOutcome:
         client = require_client(self.client, Provider.GEMINI, "GEMINI_API_KEY")
+        config = await _config(job, plan.used)
         deadline = Deadline(self.policy.timeout_seconds)
         async with deadline.enforced(Provider.GEMINI):
             operation = await run_video_operation(
                 client,
                 model=self.model,
                 prompt=job.full_prompt,
-                config=_config(job, plan.used),
+                config=config,
                 deadline=deadline,
                 policy=self.policy,
                 slots=self.call_slots,

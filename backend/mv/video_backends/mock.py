@@ -1,13 +1,14 @@
 """The mock video backend: a real, small MP4 of the requested shape, at no cost."""
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from backend.mv.params import ParameterPlan
 from backend.mv.providers import Provider
 from backend.mv.providers.mock.failures import simulate_generation
 from backend.mv.providers.mock.media import write_mock_video
-from backend.mv.storage.base import ArtifactStore
+from backend.mv.storage.base import ArtifactStore, make_and_store
 from backend.mv.storage.files import FileDigest
 from backend.mv.video_backends.base import VideoJob, VideoOutcome
 
@@ -32,13 +33,15 @@ class MockVideoBackend:
         key: str,
     ) -> VideoOutcome:
         await simulate_generation([job.full_prompt, job.negative_prompt or ""], self.delay_seconds)
-        async with store.staging(key) as temp:
+
+        async def render(path: Path) -> FileDigest:
             await write_mock_video(
-                temp,
+                path,
                 aspect_ratio=job.aspect_ratio,
                 duration_seconds=job.duration,
                 with_audio=job.generate_audio,
                 label=job.prompt,
             )
-            written = await FileDigest.of_file(temp)
-        return VideoOutcome(written=written)
+            return await FileDigest.of_file(path)
+
+        return VideoOutcome(written=await make_and_store(store, key, render, backend=self.name))

@@ -4,19 +4,19 @@ A reference image goes to the model's `reference_images` input as a `data:` URI,
 no upload round trip and no temporary file to clean up.
 """
 
-import base64
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import ClassVar
 
 import replicate
 
-from backend.mv import debug
+from backend.mv import base64_text, debug
 from backend.mv.params import ParameterPlan, plan_parameters
 from backend.mv.providers import JobPolicy, Provider, require_client
 from backend.mv.providers.downloads import Downloader
 from backend.mv.providers.replicate.predictions import predict_into_store
 from backend.mv.storage.base import ArtifactStore
+from backend.mv.thread_pools import DECODING
 from backend.mv.video_backends.base import VideoJob, VideoOutcome
 
 
@@ -47,7 +47,7 @@ class ReplicateVideoBackend:
             **{name: value for name, value in plan.used.items() if name != "reference_image"},
         }
         if job.reference_image is not None:
-            encoded = base64.b64encode(job.reference_image.data).decode("ascii")
+            encoded = await DECODING.run(base64_text.encode, await job.reference_image.load())
             model_input["reference_images"] = [
                 f"data:{job.reference_image.mime_type};base64,{encoded}"
             ]

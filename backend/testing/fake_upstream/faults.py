@@ -49,6 +49,15 @@ class DropConnection:
 
 
 @dataclass(frozen=True)
+class PauseDownload:
+    """Send `after_bytes` of the file, wait `seconds`, then send the rest (Replicate's
+    download route): a download caught half-way, e.g. while the output folder is removed."""
+
+    after_bytes: int
+    seconds: float
+
+
+@dataclass(frozen=True)
 class SlowGeneration:
     """This one generation takes `seconds` instead of the fake's `latency_seconds`.
 
@@ -119,6 +128,7 @@ class PredictionFailed:
 Fault = (
     HttpError
     | DropConnection
+    | PauseDownload
     | SlowGeneration
     | PromptBlocked
     | CandidateBlocked

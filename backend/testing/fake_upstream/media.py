@@ -1,5 +1,6 @@
 """The clips every provider serves, and the response that streams generated files."""
 
+import asyncio
 import hashlib
 import struct
 from collections.abc import Iterator, Sequence
@@ -7,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from backend.testing.fake_upstream.faults import abort_connection
+from backend.testing.fake_upstream.faults import PauseDownload, abort_connection
 
 DEFAULT_CLIP_BYTES = 256 * 1024
 MIN_CLIP_BYTES = 1024
@@ -37,15 +38,21 @@ class MediaResponse(Response):
     """Streams in-memory bytes in CHUNK_BYTES slices without copying them.
 
     Clips share one precomputed buffer, so serving many large downloads at once costs no
-    memory or CPU beyond TLS. `drop_after_bytes` cuts the body short and aborts.
+    memory or CPU beyond TLS. `drop_after_bytes` cuts the body short and aborts; `pause`
+    holds the rest of the body back for a while.
     """
 
     def __init__(
-        self, parts: Sequence[bytes | memoryview], media_type: str, drop_after_bytes: int | None
+        self,
+        parts: Sequence[bytes | memoryview],
+        media_type: str,
+        drop_after_bytes: int | None,
+        pause: PauseDownload | None = None,
     ) -> None:
         super().__init__(media_type=media_type)
         self._parts = parts
         self._drop_after_bytes = drop_after_bytes
+        self._pause = pause
         self.headers["content-length"] = str(sum(len(part) for part in parts))
 
     def _chunks(self) -> Iterator[memoryview]:
@@ -57,7 +64,11 @@ class MediaResponse(Response):
     async def __call__(self, _scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         budget = self._drop_after_bytes
+        sent = 0
         for chunk in self._chunks():
+            if self._pause is not None and sent <= self._pause.after_bytes < sent + len(chunk):
+                await asyncio.sleep(self._pause.seconds)
+            sent += len(chunk)
             if budget is not None and len(chunk) > budget:
                 if budget:
                     head = chunk[:budget]

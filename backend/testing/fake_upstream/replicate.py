@@ -27,6 +27,7 @@ from backend.testing.fake_upstream.faults import (
     ANY_ROUTE,
     DropConnection,
     HttpError,
+    PauseDownload,
     PredictionFailed,
     SlowGeneration,
     hold,
@@ -150,7 +151,7 @@ class Replicate(Provider):
         "replicate.create": (*ANY_ROUTE, SlowGeneration, PredictionFailed),
         "replicate.get": ANY_ROUTE,
         "replicate.cancel": ANY_ROUTE,
-        "replicate.download": ANY_ROUTE,
+        "replicate.download": (*ANY_ROUTE, PauseDownload),
     }
     download_routes: ClassVar[frozenset[str]] = frozenset({"replicate.download"})
 
@@ -300,4 +301,5 @@ class Replicate(Provider):
         if not self.upstream.has_file(file_id):
             return Response("Not Found", status_code=404, media_type="text/plain")
         drop_after = fault.after_bytes if isinstance(fault, DropConnection) else None
-        return self.upstream.media_response(file_id, drop_after)
+        pause = fault if isinstance(fault, PauseDownload) else None
+        return self.upstream.media_response(file_id, drop_after, pause)

@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
-from backend.testing.fake_upstream.faults import Fault, FaultScript, SlowGeneration
+from backend.testing.fake_upstream.faults import Fault, FaultScript, PauseDownload, SlowGeneration
 from backend.testing.fake_upstream.gemini import Gemini, GeminiRoute
 from backend.testing.fake_upstream.media import (
     DEFAULT_CLIP_BYTES,
@@ -263,12 +263,15 @@ class FakeUpstream:
     def has_file(self, file_id: str) -> bool:
         return file_id in self._files
 
-    def media_response(self, file_id: str, drop_after_bytes: int | None) -> Response:
-        """The download of a generated file, cut off after `drop_after_bytes` if given."""
+    def media_response(
+        self, file_id: str, drop_after_bytes: int | None, pause: PauseDownload | None = None
+    ) -> Response:
+        """The download of a generated file, cut off after `drop_after_bytes` if given, held
+        back for a while by `pause`."""
         stored = self._files[file_id]
         if stored.content is not None:
             parts: Sequence[bytes | memoryview] = [stored.content]
         else:
             head = clip_head(file_id, self.clip_bytes)
             parts = [head, memoryview(self._clip_filler)[len(head) :]]
-        return MediaResponse(parts, stored.content_type, drop_after_bytes)
+        return MediaResponse(parts, stored.content_type, drop_after_bytes, pause)

@@ -8,7 +8,7 @@ from backend.mv.params import ParameterPlan
 from backend.mv.providers import Provider
 from backend.mv.providers.mock.failures import simulate_generation
 from backend.mv.providers.mock.media import write_mock_image
-from backend.mv.storage.base import ArtifactStore
+from backend.mv.storage.base import ArtifactStore, make_and_store
 
 
 @dataclass
@@ -36,10 +36,14 @@ class MockImageDrawer:
         await simulate_generation(
             [request.character_description, request.negative_prompt or ""], self.delay_seconds
         )
-        async with store.staging(key) as temp:
-            await write_mock_image(
-                temp,
+        await make_and_store(
+            store,
+            key,
+            lambda path: write_mock_image(
+                path,
                 aspect_ratio=plan.used["aspect_ratio"],
                 image_format=plan.used["output_format"],
                 label=request.character_description,
-            )
+            ),
+            backend=self.backend,
+        )
