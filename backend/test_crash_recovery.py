@@ -49,12 +49,18 @@ def downloading(outputs: Path) -> bool:
     return False
 
 
+def sidecars(outputs: Path) -> set[Path]:
+    return set((outputs / "videos").glob("*.json"))
+
+
 def moment_to_kill(kind: str, outputs: Path, batch: int) -> Callable[[], bool]:
     if kind == "mid-download":
         return lambda: downloading(outputs)
-    before = clips(outputs)
-    published = 1 if kind == "first-clip" else batch // 2
-    return lambda: len(clips(outputs) - before) >= published
+    if kind == "first-clip":
+        before = clips(outputs)
+        return lambda: bool(clips(outputs) - before)
+    before = sidecars(outputs)
+    return lambda: len(sidecars(outputs) - before) >= batch // 2
 
 
 async def kill_when(
@@ -69,8 +75,8 @@ async def kill_when(
 
 ROUNDS = ["mid-download", "first-clip", "mid-batch"] * 2
 """What each round's SIGKILL interrupts: large downloads streaming into the store, or a
-batch of small clips finishing together, killed as the first or half of them are published
-(so some are between their clip and their sidecar, and some are whole)."""
+batch of small clips finishing together, killed as the first clip is published (its sidecar
+not yet written) or as half of the batch is whole (the rest in every state before)."""
 BATCH = 12
 
 
