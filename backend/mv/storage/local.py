@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio
 
+from backend.mv.errors import InsufficientStorage
 from backend.mv.storage.files import (
     ChunkedWriter,
     make_folders,
@@ -125,7 +126,12 @@ class LocalStore:
             make_folders(self._staging)
             marker.write_text(content)
 
-        await anyio.to_thread.run_sync(mark)
+        try:
+            await anyio.to_thread.run_sync(mark)
+        except OSError as exc:
+            raise InsufficientStorage(
+                f"The output store cannot be written ({exc.strerror or type(exc).__name__})"
+            ) from exc
         try:
             yield
         except BaseException:
