@@ -26,7 +26,7 @@ from backend.testing.apps import (
     service_gemini_client,
 )
 from backend.testing.fake_upstream import FakeUpstream
-from backend.testing.server_process import running_server
+from backend.testing.server_process import live_server_env, running_server
 
 VIDEO = "/api/mv/generate_video"
 SCENES = "/api/mv/create_scenes"
@@ -284,13 +284,7 @@ async def test_sigkill_during_a_download_leaves_no_partial_clip(
 ) -> None:
     fake_upstream.clip_bytes = 400 * 1024 * 1024
     outputs = tmp_path / "outputs"
-    env = {
-        "MV_MOCK_MODE": "false",
-        "MV_OUTPUT_DIR": str(outputs),
-        "REPLICATE_API_TOKEN": "r8_kill-test",
-        "REPLICATE_BASE_URL": fake_upstream.base_url,
-        "MV_POLL_INTERVAL_SECONDS": "0.05",
-    }
+    env = live_server_env(outputs, fake_upstream.base_url)
     partials = lambda: list((outputs / "videos").glob("*.tmp"))  # noqa: E731
     with running_server(env, tmp_path / "server.log") as (base_url, process):
         async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:

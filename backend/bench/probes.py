@@ -135,6 +135,15 @@ class HealthSampler(_Sampler):
         }
 
 
+def established_connections(pid: int, port: int) -> int:
+    """TCP connections the process `pid` holds established on its listening `port`."""
+    return sum(
+        1
+        for connection in psutil.Process(pid).net_connections(kind="tcp")
+        if connection.status == psutil.CONN_ESTABLISHED and connection.laddr.port == port
+    )
+
+
 class RssSampler(_Sampler):
     """Resident memory of a process and its children; the first sample is the baseline.
 

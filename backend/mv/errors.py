@@ -82,6 +82,15 @@ class MethodNotAllowed(MVError):
     example = "Method Not Allowed"
 
 
+class RequestTimeout(MVError):
+    """The client did not send its request (headers, then body) in the time allowed."""
+
+    status_code = 408
+    error_code = "REQUEST_TIMEOUT"
+    title = "Request timeout"
+    example = "The request body did not arrive within 30 s"
+
+
 class Conflict(MVError):
     status_code = 409
     error_code = "CONFLICT"
@@ -101,6 +110,13 @@ class RangeNotSatisfiable(MVError):
     error_code = "RANGE_NOT_SATISFIABLE"
     title = "Range not satisfiable"
     example = "The range 'bytes=99999999-' is outside the file's 1048576 bytes"
+
+
+class HeadersTooLarge(MVError):
+    status_code = 431
+    error_code = "HEADERS_TOO_LARGE"
+    title = "Request headers too large"
+    example = "The request line and headers exceed the limit of 16384 bytes"
 
 
 class ContentPolicyViolation(MVError):

@@ -24,6 +24,18 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def live_server_env(output_dir: Path, upstream_base_url: str) -> dict[str, str]:
+    """Settings for a live-mode server whose Replicate client talks to the fake upstream (the
+    fake's CA comes from `SSL_CERT_FILE`, which the `fake_upstream` fixture sets)."""
+    return {
+        "MV_MOCK_MODE": "false",
+        "MV_OUTPUT_DIR": str(output_dir),
+        "REPLICATE_API_TOKEN": "r8_server-process-test",
+        "REPLICATE_BASE_URL": upstream_base_url,
+        "MV_POLL_INTERVAL_SECONDS": "0.05",
+    }
+
+
 def wait_until_healthy(base_url: str, process: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
