@@ -97,11 +97,14 @@ class _Sampler:
 
 
 class HealthSampler(_Sampler):
-    """`GET /health` every `interval` seconds on one kept-alive connection of its own."""
+    """`GET /health` every `interval` seconds on one kept-alive connection of its own, or on a
+    new connection each time (`new_connections`), as a new client would: that one must also
+    be accepted, so it sees what a crowd of other connections does to the server's accept."""
 
-    def __init__(self, server_url: str, interval: float) -> None:
+    def __init__(self, server_url: str, interval: float, *, new_connections: bool = False) -> None:
         super().__init__(interval)
-        self._client = httpx.Client(base_url=server_url, timeout=HEALTH_TIMEOUT_SECONDS)
+        pool = {"limits": httpx.Limits(max_keepalive_connections=0)} if new_connections else {}
+        self._client = httpx.Client(base_url=server_url, timeout=HEALTH_TIMEOUT_SECONDS, **pool)
         self.latencies: list[float] = []
         self.failures = 0
 
