@@ -13,6 +13,11 @@ import math
 
 import uvicorn
 
+from backend.api.connections import (
+    KEEP_ALIVE_TIMEOUT_SECONDS,
+    GuardedH11Protocol,
+    raise_open_file_limit,
+)
 from backend.config import Settings
 from backend.logging_setup import configure_logging
 
@@ -44,13 +49,17 @@ def main() -> None:
             "spend your provider credit; set MV_API_KEYS",
             arguments.host,
         )
+    before, after = raise_open_file_limit()
+    logger.info("open-file limit: %d (was %d)", after, before)
     uvicorn.run(
         "backend.main:app",
         host=arguments.host,
         port=arguments.port,
         loop="asyncio",
+        http=GuardedH11Protocol,
+        h11_max_incomplete_event_size=settings.mv_max_header_bytes,
         timeout_graceful_shutdown=math.ceil(settings.mv_shutdown_grace_seconds),
-        timeout_keep_alive=75,
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT_SECONDS,
     )
 
 

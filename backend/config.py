@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     mv_poll_interval_seconds: float = Field(default=2.0, gt=0)
     mv_upstream_max_attempts: int = Field(default=4, ge=1)
     mv_max_request_bytes: int = Field(default=16 * MIB, gt=0)
+    mv_max_header_bytes: int = Field(default=16 * 1024, gt=0)
     mv_shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     mv_api_keys: str = ""
     mv_max_concurrent_generations: int = Field(default=32, ge=1)

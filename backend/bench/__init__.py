@@ -21,6 +21,8 @@ Sections (the issue's numbering):
 4. `get_video`: download throughput of a 200 MB clip, and a Range request for its last MiB
    checked byte for byte against the file on disk.
 5. `create_scenes`: server overhead (latency minus the fake's latency), p50/p99.
+6. `idle_connections`: `/health` p50/p99 (a new connection each time) with 2,000 idle
+   connections open, beside the same figure with none open.
 
 No timing is asserted anywhere: the figures are for people (`.devdocs/performance.md`);
 `test_bench_smoke.py` only checks that the smoke run completes with every figure present.

@@ -97,11 +97,14 @@ class _Sampler:
 
 
 class HealthSampler(_Sampler):
-    """`GET /health` every `interval` seconds on one kept-alive connection of its own."""
+    """`GET /health` every `interval` seconds on one kept-alive connection of its own, or on a
+    new connection each time (`new_connections`), as a new client would: that one must also
+    be accepted, so it sees what a crowd of other connections does to the server's accept."""
 
-    def __init__(self, server_url: str, interval: float) -> None:
+    def __init__(self, server_url: str, interval: float, *, new_connections: bool = False) -> None:
         super().__init__(interval)
-        self._client = httpx.Client(base_url=server_url, timeout=HEALTH_TIMEOUT_SECONDS)
+        pool = {"limits": httpx.Limits(max_keepalive_connections=0)} if new_connections else {}
+        self._client = httpx.Client(base_url=server_url, timeout=HEALTH_TIMEOUT_SECONDS, **pool)
         self.latencies: list[float] = []
         self.failures = 0
 
@@ -133,6 +136,15 @@ class HealthSampler(_Sampler):
             "succeeded": len(self.latencies),
             "interval_ms": round(self.interval * 1000),
         }
+
+
+def established_connections(pid: int, port: int) -> int:
+    """TCP connections the process `pid` holds established on its listening `port`."""
+    return sum(
+        1
+        for connection in psutil.Process(pid).net_connections(kind="tcp")
+        if connection.status == psutil.CONN_ESTABLISHED and connection.laddr.port == port
+    )
 
 
 class RssSampler(_Sampler):

@@ -16,6 +16,7 @@ TARGET_LATENCY_SECONDS = 5.0
 TARGET_CLIP_BYTES = 5 * MIB
 TARGET_BIG_CLIP_BYTES = 200 * MIB
 TARGET_STREAM_CLIPS = 10
+TARGET_IDLE_CONNECTIONS = 2000
 NOT_AT_TARGET_MARK = "*"
 
 
@@ -58,7 +59,8 @@ class _Target:
     """A number, or the path of the figure to compare with (e.g. the request count)."""
     unit: str
     conditions: str
-    """Which parameters the target is defined at: "load", "stream", "big" or "any"."""
+    """Which parameters the target is defined at: "load", "stream", "big", "crowd" or
+    "any"."""
 
 
 TARGETS = (
@@ -119,6 +121,15 @@ TARGETS = (
         "ms",
         "any",
     ),
+    _Target(
+        "idle_connections",
+        ("idle_connections", "succeeded"),
+        "/health answered, idle connections open",
+        "==",
+        ("idle_connections", "requests"),
+        "",
+        "crowd",
+    ),
 )
 
 _COMPARISONS: dict[str, Callable[[float, float], bool]] = {
@@ -136,7 +147,8 @@ def _conditions_met(parameters: dict[str, Any]) -> dict[str, bool]:
     )
     big = parameters["big_clip_bytes"] == TARGET_BIG_CLIP_BYTES
     stream = big and parameters["stream_clips"] == TARGET_STREAM_CLIPS
-    return {"load": load, "big": big, "stream": stream, "any": True}
+    crowd = parameters["idle_connections"] == TARGET_IDLE_CONNECTIONS
+    return {"load": load, "big": big, "stream": stream, "crowd": crowd, "any": True}
 
 
 def evaluate_targets(parameters: dict[str, Any], sections: dict[str, Any]) -> list[Verdict]:
@@ -321,6 +333,32 @@ def _rows(parameters: dict[str, Any], sections: dict[str, Any]) -> Iterator[tupl
                 f"{_number(scenes['overhead_p99_ms'], 'ms', 1)}"
             ),
         )
+    idle = sections.get("idle_connections")
+    if idle is not None:
+        yield from _idle_rows(idle)
+
+
+def _idle_rows(idle: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
+    def p50_p99(figures: dict[str, Any]) -> str:
+        return f"{_number(figures['p50_ms'], digits=1)} / {_number(figures['p99_ms'], 'ms', 1)}"
+
+    quiet = idle["none_open"]
+    yield (
+        "6 idle_connections",
+        f"/health p50 / p99, none open ({_ratio(quiet)} answered)",
+        p50_p99(quiet),
+    )
+    yield (
+        "6 idle_connections",
+        f"/health p50 / p99, {idle['connections']} idle open ({_ratio(idle)} answered)",
+        p50_p99(idle),
+    )
+    yield "6 idle_connections", "/health max, idle open", _number(idle["max_ms"], "ms", 1)
+    yield (
+        "6 idle_connections",
+        f"held by the server after {idle['sample_seconds']:g} s",
+        f"{idle['held']} / {idle['connections']}",
+    )
 
 
 def render_table(

@@ -2,7 +2,8 @@
 
 Two stacks, each a fresh fake upstream and server:
 
-- the load stack (latency L, clips of S) for section 1, with 2 and 3a sampled during it;
+- the load stack (latency L, clips of S) for section 1, with 2 and 3a sampled during it,
+  then section 6 on the same server;
 - the large-file stack (a short latency, clips of 200 MiB) for 3b, 4 and 5. Its server is
   fresh, so the RSS growth of 3b is not blurred by what section 1 left behind, and its
   short latency keeps 50 sequential create_scenes quick: the overhead (latency minus the
@@ -35,8 +36,9 @@ from backend.mv.video_backends import VideoBackendName
 logger = logging.getLogger("backend.bench")
 
 BACKENDS = tuple(name.value for name in VideoBackendName if name != VideoBackendName.MOCK)
-SECTIONS = ("generate", "health", "memory", "get_video", "create_scenes")
-LOAD_SECTIONS = {"generate", "health", "memory"}
+SECTIONS = ("generate", "health", "memory", "get_video", "create_scenes", "idle_connections")
+GENERATE_SECTIONS = {"generate", "health", "memory"}
+LOAD_SECTIONS = {*GENERATE_SECTIONS, "idle_connections"}
 LARGE_FILE_SECTIONS = {"memory", "get_video", "create_scenes"}
 DEFAULT_OUTPUT = REPO_ROOT / "bench-results" / "latest.json"
 
@@ -56,6 +58,8 @@ class BenchConfig:
     get_video_repeats: int
     poll_interval_seconds: float
     health_interval_seconds: float
+    idle_connections: int
+    idle_sample_seconds: float
     backends: tuple[str, ...]
     sections: tuple[str, ...]
     output: Path
@@ -73,6 +77,8 @@ ISSUE_PRESET: dict[str, Any] = {
     "get_video_repeats": 3,
     "poll_interval_seconds": 0.5,
     "health_interval_seconds": 0.05,
+    "idle_connections": 2000,
+    "idle_sample_seconds": 8.0,
 }
 SMOKE_PRESET: dict[str, Any] = {
     **ISSUE_PRESET,
@@ -86,6 +92,7 @@ SMOKE_PRESET: dict[str, Any] = {
     "scenes_concurrent": 3,
     "get_video_repeats": 1,
     "poll_interval_seconds": 0.1,
+    "idle_sample_seconds": 1.0,
 }
 
 
@@ -151,6 +158,15 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
         help="MV_POLL_INTERVAL_SECONDS for the server (0.5)",
     )
     parser.add_argument(
+        "--idle-connections", type=int, help="idle connections held open in section 6 (2000)"
+    )
+    parser.add_argument(
+        "--idle-seconds",
+        dest="idle_sample_seconds",
+        type=float,
+        help="how long /health is sampled in section 6, below the 10 s header deadline (8)",
+    )
+    parser.add_argument(
         "--backends",
         type=_csv(BACKENDS),
         default=BACKENDS,
@@ -186,6 +202,22 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
 
 
 async def _load_sections(stack: Stack, config: BenchConfig) -> dict[str, Any]:
+    """Sections 1-3a (when any of them is chosen), then 6 on the same server: its idle
+    connections come after the load, so they cannot disturb the load's figures."""
+    results: dict[str, Any] = {}
+    if GENERATE_SECTIONS & set(config.sections):
+        results = await _generate_sections(stack, config)
+    if "idle_connections" in config.sections:
+        results["idle_connections"] = await bench.idle_connections(
+            stack,
+            connections=config.idle_connections,
+            sample_seconds=config.idle_sample_seconds,
+            health_interval_seconds=config.health_interval_seconds,
+        )
+    return results
+
+
+async def _generate_sections(stack: Stack, config: BenchConfig) -> dict[str, Any]:
     """Section 1 per backend (after the rig's and the download path's floors), with 2 and 3a
     sampled during it."""
     results: dict[str, Any] = {"generate": {}, "health": {}, "memory": {"during_generate": {}}}

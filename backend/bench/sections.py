@@ -13,6 +13,7 @@ import functools
 import logging
 import os
 import shutil
+import socket
 import ssl
 import statistics
 import tempfile
@@ -26,12 +27,14 @@ from typing import Any
 import anyio
 import httpx
 
+from backend.api.connections import raise_open_file_limit
 from backend.bench.probes import (
     MIB,
     CpuMeter,
     HealthSampler,
     RssSampler,
     collector_paused,
+    established_connections,
     latency_summary_ms,
     percentile,
     rounded,
@@ -565,4 +568,48 @@ async def create_scenes_overhead(
         "sequential": latency_summary_ms(overheads(in_sequence)),
         "concurrent": {**latency_summary_ms(overheads(at_once)), "at_once": concurrent},
         "rig_direct": latency_summary_ms([seconds - latency for seconds in direct]),
+    }
+
+
+# --------------------------------------------------------------------------- 6
+
+
+def _open_idle_connections(server_url: str, count: int) -> list[socket.socket]:
+    """`count` connections to the server that never send a byte (this process's open-file
+    limit raised to its hard limit first: each one is a descriptor here too)."""
+    raise_open_file_limit()
+    host, port = server_url.removeprefix("http://").split(":")
+    return [socket.create_connection((host, int(port))) for _ in range(count)]
+
+
+async def idle_connections(
+    stack: Stack, *, connections: int, sample_seconds: float, health_interval_seconds: float
+) -> dict[str, Any]:
+    """/health latency while `connections` idle connections are open, beside the same figure
+    with none open just before.
+
+    Each sample is a new connection (a new client), so a server that cannot accept shows up
+    here and not only a slow one. Sampling stops before the server's 10 s header deadline
+    closes the idle ones; `held` is how many the server still had established at the end.
+    """
+    logger.info("idle_connections: /health with %d idle connections open", connections)
+    with HealthSampler(stack.server_url, health_interval_seconds, new_connections=True) as quiet:
+        await asyncio.sleep(sample_seconds)
+    crowd = await asyncio.to_thread(_open_idle_connections, stack.server_url, connections)
+    try:
+        with HealthSampler(
+            stack.server_url, health_interval_seconds, new_connections=True
+        ) as crowded:
+            await asyncio.sleep(sample_seconds)
+        port = int(stack.server_url.rsplit(":", 1)[1])
+        held = await asyncio.to_thread(established_connections, stack.server_pid, port)
+    finally:
+        for connection in crowd:
+            connection.close()
+    return {
+        **crowded.summary(),
+        "connections": connections,
+        "held": held,
+        "sample_seconds": sample_seconds,
+        "none_open": quiet.summary(),
     }

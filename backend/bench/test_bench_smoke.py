@@ -35,6 +35,7 @@ NUMERIC_FIGURES = {
     ],
     "get_video": [("throughput_mib_s",), ("httpx_mib_s",)],
     "create_scenes": [("overhead_p50_ms",), ("overhead_p99_ms",)],
+    "idle_connections": [("p50_ms",), ("p99_ms",), ("held",)],
 }
 
 

@@ -86,6 +86,15 @@ class MethodNotAllowed(MVError):
     example = "Method Not Allowed"
 
 
+class RequestTimeout(MVError):
+    """The client did not send its request (headers, then body) in the time allowed."""
+
+    status_code = 408
+    error_code = "REQUEST_TIMEOUT"
+    title = "Request timeout"
+    example = "The request body did not arrive within 30 s"
+
+
 class Conflict(MVError):
     status_code = 409
     error_code = "CONFLICT"
@@ -118,6 +127,13 @@ class ClientClosedRequest(MVError):
     error_code = "CLIENT_CLOSED_REQUEST"
     title = "Client closed the request"
     example = "The client left while the request waited for a slot; nothing was started"
+
+
+class HeadersTooLarge(MVError):
+    status_code = 431
+    error_code = "HEADERS_TOO_LARGE"
+    title = "Request headers too large"
+    example = "The request line and headers exceed the limit of 16384 bytes"
 
 
 class ContentPolicyViolation(MVError):
