@@ -226,7 +226,8 @@ async def test_a_clip_whose_sidecar_cannot_be_written_is_still_delivered(
     fake_upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     volume_bytes = 4 * 1024 * 1024
-    fake_upstream.clip_bytes = volume_bytes  # the clip fills the volume: no page is left
+    # The clip fills the volume but for the page of its pending marker: none is left after it.
+    fake_upstream.clip_bytes = volume_bytes - 4096
     log = tmp_path / "server.log"
     with tmpfs(tmp_path / "outputs", f"size={volume_bytes}") as outputs:
         env = live_env(fake_upstream, outputs, MV_MIN_FREE_BYTES="0")
@@ -235,9 +236,9 @@ async def test_a_clip_whose_sidecar_cannot_be_written_is_still_delivered(
                 response = await client.post(VIDEO, json=CLIP_REQUEST)
             assert response.status_code == 200, response.text
             clip = Path(response.json()["video_path"])
-            assert clip.stat().st_size == volume_bytes
+            assert clip.stat().st_size == fake_upstream.clip_bytes
             assert not clip.with_suffix(".json").exists()
-    assert response.json()["metadata"]["file_size_bytes"] == volume_bytes
+    assert response.json()["metadata"]["file_size_bytes"] == fake_upstream.clip_bytes
     assert paid_creates(fake_upstream) == 1
     assert "could not store the sidecar" in log.read_text()
 
@@ -254,14 +255,19 @@ async def test_removing_the_output_folder_while_clips_download_loses_none(
         "replicate.download", fake.PauseDownload(after_bytes=1024 * 1024, seconds=2), times=clips
     )
     outputs = tmp_path / "outputs"
-    staged = lambda: [p for p in (outputs / "videos").glob("*.tmp") if p.stat().st_size]  # noqa: E731
+    # The fake pauses before the first slice that crosses `after_bytes`, here after the clip's
+    # first hundred bytes, which the writer still holds in memory: a download caught in the
+    # pause has an empty staged file. All are caught once every one is staged and no clip
+    # is published yet (a clip published before the removal would go with the folder).
+    staged = lambda: list((outputs / ".staging").glob("*.tmp"))  # noqa: E731
+    published = lambda: list((outputs / "videos").glob("*.mp4"))  # noqa: E731
     with running_server(live_env(fake_upstream, outputs), tmp_path / "server.log") as (url, _):
         async with httpx.AsyncClient(base_url=url, timeout=60) as client:
             pending = [
                 asyncio.create_task(client.post(VIDEO, json={**CLIP_REQUEST, "prompt": f"{i}"}))
                 for i in range(clips)
             ]
-            await wait_for(lambda: len(staged()) == clips, within=30)
+            await wait_for(lambda: len(staged()) == clips and not published(), within=30)
             outputs.rename(tmp_path / "removed")  # the whole folder vanishes at once
             shutil.rmtree(tmp_path / "removed")
             answers = await asyncio.gather(*pending)

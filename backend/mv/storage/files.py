@@ -200,7 +200,10 @@ async def read_json_object(path: Path, name: str) -> dict[str, Any] | None:
     """
     try:
         data = await anyio.Path(path).read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        warn_corrupt(name, f"unreadable ({exc.strerror or type(exc).__name__})")
         return None
     try:
         document = json.loads(data)

@@ -171,17 +171,25 @@ class LocalStore:
             )
 
     def _recover(self) -> int:
-        make_folders(self._staging)
+        """A store that cannot be written still starts (its generations answer 507): what
+        cannot be removed now is logged and left for the next start."""
+        try:
+            entries = [
+                entry for entry in os.scandir(self._staging) if entry.is_file(follow_symlinks=False)
+            ]
+        except FileNotFoundError:
+            return 0
         leftovers = 0
-        with os.scandir(self._staging) as entries:
-            for entry in entries:
-                if not entry.is_file(follow_symlinks=False):
-                    continue
-                path = Path(entry.path)
+        for entry in entries:
+            path = Path(entry.path)
+            try:
                 if path.suffix == PENDING_SUFFIX:
                     self._settle_pending(path)
                 path.unlink(missing_ok=True)
-                leftovers += 1
+            except OSError as exc:
+                logger.warning("cannot remove leftover %s: %s", path.name, exc.strerror or exc)
+                continue
+            leftovers += 1
         return leftovers
 
     async def remove_leftovers(self) -> int:
