@@ -32,7 +32,8 @@ from backend.mv.providers.replicate.predictions import finish_cancellations
 from backend.mv.scene_generator import SceneWriter
 from backend.mv.storage.base import ArtifactStore
 from backend.mv.storage.local import LocalStore
-from backend.mv.video_backends import VideoBackends, build_video_backends
+from backend.mv.video_backends import VideoBackendName, VideoBackends, build_video_backends
+from backend.mv.video_backends.mock import MockVideoBackend
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ async def build_runtime(settings: Settings, *, config_dir: Path = CONFIG_DIR) ->
     if settings.mv_mock_mode:
         scene_writer: SceneWriter = MockSceneWriter(delay)
         image_drawer: ImageDrawer = MockImageDrawer(delay)
+        video_backends: VideoBackends = dict.fromkeys(VideoBackendName, MockVideoBackend(delay))
     else:
         scene_writer = GeminiSceneWriter(gemini, model=configs.parameters.model, policy=policy)
         image_drawer = ReplicateImageDrawer(
@@ -96,6 +98,14 @@ async def build_runtime(settings: Settings, *, config_dir: Path = CONFIG_DIR) ->
             downloader,
             model=configs.image_params.model,
             model_inputs=configs.image_params.model_inputs,
+            policy=policy,
+        )
+        video_backends = build_video_backends(
+            settings,
+            configs.video_params,
+            gemini=gemini,
+            replicate_client=replicate_client,
+            downloader=downloader,
             policy=policy,
         )
     return Runtime(
@@ -108,13 +118,7 @@ async def build_runtime(settings: Settings, *, config_dir: Path = CONFIG_DIR) ->
         idempotency=idempotency,
         scene_writer=scene_writer,
         image_drawer=image_drawer,
-        video_backends=build_video_backends(
-            settings,
-            configs.video_params,
-            gemini=gemini,
-            replicate_client=replicate_client,
-            downloader=downloader,
-        ),
+        video_backends=video_backends,
         replicate=replicate_client,
         sessions=(downloads, gemini_pool),
     )

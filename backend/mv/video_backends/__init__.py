@@ -1,8 +1,9 @@
 """Video backends behind one interface, and the registry that builds them by name.
 
 `replicate` (default) and `gemini` call the providers; `mock` renders a local clip at no
-cost. In mock mode (`MV_MOCK_MODE=true`) every name is served by the mock. A new backend
-is a member of `VideoBackendName` and one entry in `build_video_backends`.
+cost. In mock mode (`MV_MOCK_MODE=true`) `runtime.build_runtime` serves every name from the
+mock instead. A new backend is a member of `VideoBackendName` and one entry in
+`build_video_backends`.
 """
 
 from enum import StrEnum
@@ -40,12 +41,10 @@ def build_video_backends(
     gemini: genai.Client | None,
     replicate_client: ReplicateClient | None,
     downloader: Downloader,
+    policy: JobPolicy,
 ) -> VideoBackends:
-    """Every backend, built once with its client and config."""
-    mock = MockVideoBackend(settings.mv_mock_delay_seconds)
-    if settings.mv_mock_mode:
-        return dict.fromkeys(VideoBackendName, mock)
-    policy = JobPolicy.from_settings(settings)
+    """Every live backend, built once with its client and config, and the mock beside them
+    (a request may name `mock` in live mode too)."""
     return {
         VideoBackendName.REPLICATE: ReplicateVideoBackend(
             replicate_client,
@@ -62,5 +61,5 @@ def build_video_backends(
             api_key=settings.gemini_api_key,
             base_url=settings.google_gemini_base_url,
         ),
-        VideoBackendName.MOCK: mock,
+        VideoBackendName.MOCK: MockVideoBackend(settings.mv_mock_delay_seconds),
     }
