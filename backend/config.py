@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     mv_max_reference_image_bytes: int = Field(default=10 * MIB, gt=0)
     mv_min_free_bytes: int = Field(default=GIB, ge=0)
     mv_cors_origins: str = "*"
+    mv_database_url: str = ""
+    """Empty: a SQLite file `mv.sqlite3` in `mv_output_dir`."""
+    mv_job_retention_hours: float = Field(default=168.0, gt=0)
+    mv_instance_id: str = ""
+    """Empty: the host name."""
     replicate_base_url: str = "https://api.replicate.com"
     google_gemini_base_url: str = "https://generativelanguage.googleapis.com"
 

@@ -25,10 +25,12 @@ from backend.api.middleware import (
 )
 from backend.api.openapi import install_config_aware_openapi
 from backend.config import REPO_ROOT, Settings
+from backend.jobs.engine import JobEngine
+from backend.jobs.submission import Shutdown
 from backend.logging_setup import configure_logging
 from backend.mv.configuration import CONFIG_DIR, ConfigError, MVConfigs, load_configs
 from backend.mv.runtime import build_runtime
-from backend.routers import mv
+from backend.routers import jobs, mv
 
 logger = logging.getLogger("backend")
 
@@ -49,7 +51,8 @@ def endpoints() -> dict[str, str]:
     each path is written once, on its route."""
     named = {
         route.name: route.path
-        for route in mv.router.routes
+        for router in (mv.router, jobs.router)
+        for route in router.routes
         if isinstance(route, APIRoute) and route.name.startswith("mv_")
     }
     return {**SERVICE_ENDPOINTS, **named}
@@ -62,15 +65,20 @@ def create_app(settings: Settings | None = None, *, config_dir: Path = CONFIG_DI
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        job_engine = JobEngine(settings)
         try:
             app.state.runtime = await build_runtime(settings, config_dir=config_dir)
+            app.state.jobs = await job_engine.start(app.state.runtime, app.url_path_for)
         except ConfigError as exc:
             logger.error("cannot start: %s", exc)
             raise
+        app.state.jobs_signals = job_engine.signals
         logger.info("ready: mode=%s output_dir=%s", _mode(settings), settings.mv_output_dir)
         try:
             yield
         finally:
+            app.state.shutdown.begin()
+            await job_engine.stop(drain_seconds=app.state.shutdown.remaining())
             await app.state.runtime.aclose()
 
     # Swagger UI and ReDoc load their JS and CSS from this app, not a CDN, so /docs and
@@ -88,8 +96,10 @@ def create_app(settings: Settings | None = None, *, config_dir: Path = CONFIG_DI
         # client's Host header. A path spelled otherwise is a 404 in the error shape.
         redirect_slashes=False,
     )
+    app.state.shutdown = Shutdown(settings.mv_shutdown_grace_seconds)
     install_error_handlers(app)
     app.include_router(mv.router)
+    app.include_router(jobs.router)
     _add_service_routes(app)
 
     def loaded_configs() -> MVConfigs:

@@ -10,8 +10,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from backend.config import Settings
+from backend.jobs.records import JobStore
 from backend.mv.configuration import MVConfigs
-from backend.mv.idempotency import IdempotencyStore
 from backend.mv.image_generator import ImageDrawer
 from backend.mv.limiter import GenerationLimiter
 from backend.mv.scene_generator import SceneWriter
@@ -31,20 +31,28 @@ def _from_runtime(name: str) -> Callable[[Request], Awaitable[Any]]:
     return get
 
 
+async def get_runtime(request: Request) -> Any:
+    return request.app.state.runtime
+
+
+async def get_job_store(request: Request) -> JobStore:
+    return request.app.state.jobs
+
+
 get_settings = _from_runtime("settings")
 get_configs = _from_runtime("configs")
 get_store = _from_runtime("store")
 get_limiter = _from_runtime("limiter")
-get_idempotency = _from_runtime("idempotency")
 get_scene_writer = _from_runtime("scene_writer")
 get_image_drawer = _from_runtime("image_drawer")
 get_video_backends = _from_runtime("video_backends")
 
+RuntimeDep = Annotated[Any, Depends(get_runtime)]
+JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ConfigsDep = Annotated[MVConfigs, Depends(get_configs)]
 StoreDep = Annotated[ArtifactStore, Depends(get_store)]
 LimiterDep = Annotated[GenerationLimiter, Depends(get_limiter)]
-IdempotencyDep = Annotated[IdempotencyStore, Depends(get_idempotency)]
 SceneWriterDep = Annotated[SceneWriter, Depends(get_scene_writer)]
 ImageDrawerDep = Annotated[ImageDrawer, Depends(get_image_drawer)]
 VideoBackendsDep = Annotated[VideoBackends, Depends(get_video_backends)]

@@ -45,22 +45,13 @@ class ErrorResponse(BaseModel):
 
 
 def error_body(error: MVError) -> dict[str, Any]:
-    return {
-        "error": error.title,
-        "error_code": error.error_code,
-        "message": error.message,
-        "backend_used": error.backend,
-        "timestamp": utc_now_iso(),
-        "request_id": request_id_var.get(),
-        "details": error.details,
-    }
+    return {**error.document(), "timestamp": utc_now_iso(), "request_id": request_id_var.get()}
 
 
 def error_response(error: MVError) -> JSONResponse:
-    headers = dict(error.headers)
-    if error.retry_after_seconds is not None:
-        headers["Retry-After"] = str(error.retry_after_seconds)
-    return JSONResponse(error_body(error), status_code=error.status_code, headers=headers)
+    return JSONResponse(
+        error_body(error), status_code=error.status_code, headers=error.answer_headers()
+    )
 
 
 def _error_classes(status: int) -> list[type[MVError]]:

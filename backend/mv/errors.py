@@ -42,6 +42,24 @@ class MVError(Exception):
         )
         self.headers = headers or {}
 
+    def document(self) -> dict[str, Any]:
+        """The error's part of the one error shape; the API adds `timestamp` and
+        `request_id`, a job also its `status`."""
+        return {
+            "error": self.title,
+            "error_code": self.error_code,
+            "message": self.message,
+            "backend_used": self.backend,
+            "details": self.details,
+        }
+
+    def answer_headers(self) -> dict[str, str]:
+        """The headers an answer with this error carries (`Retry-After` among them)."""
+        headers = dict(self.headers)
+        if self.retry_after_seconds is not None:
+            headers["Retry-After"] = str(self.retry_after_seconds)
+        return headers
+
 
 class ValidationFailed(MVError):
     status_code = 400

@@ -19,7 +19,7 @@ from backend.mv import base64_text, debug
 from backend.mv.configuration import ImageParams
 from backend.mv.errors import GenerationFailed, NotFound, ValidationFailed
 from backend.mv.image_check import decoded_format
-from backend.mv.limiter import GenerationLimiter
+from backend.mv.limiter import Slots
 from backend.mv.params import (
     CheckedText,
     Client,
@@ -32,6 +32,7 @@ from backend.mv.params import (
     generation_fields,
 )
 from backend.mv.providers import Provider
+from backend.mv.providers.tracking import UNTRACKED, UpstreamTracker
 from backend.mv.storage.base import ArtifactStore, find_sidecar, keep_paid_result
 from backend.mv.storage.files import sha256_of_bytes
 from backend.mv.storage.identity import new_artifact_id
@@ -124,8 +125,10 @@ class ImageDrawer(Protocol):
         plan: ParameterPlan,
         store: ArtifactStore,
         key: str,
+        tracker: UpstreamTracker,
     ) -> None:
-        """Make the image and store it under `key`, in the format `plan.used` names."""
+        """Make the image and store it under `key`, in the format `plan.used` names; the
+        provider job is reported to `tracker` as soon as it exists (or resumed from it)."""
         ...
 
 
@@ -162,17 +165,24 @@ def image_file_name(image_id: str, output_format: str, now: datetime) -> str:
     return f"character_ref_{now:%Y%m%d_%H%M%S}_{image_id.replace('-', '')[:8]}.{output_format}"
 
 
+def check_image_request(request: GenerateCharacterReferenceRequest, params: ImageParams) -> None:
+    """What `generate_character_reference_image` refuses before any wait (400)."""
+    _resolve_choices(request, params)
+
+
 async def generate_character_reference_image(
     request: GenerateCharacterReferenceRequest,
     *,
     drawer: ImageDrawer,
     store: ArtifactStore,
-    limiter: GenerationLimiter,
+    limiter: Slots,
     params: ImageParams,
     prompt_template: str,
     min_free_bytes: int,
     image_url_for: Callable[[str], str],
     client: Client | None = None,
+    tracker: UpstreamTracker = UNTRACKED,
+    image_id: str | None = None,
 ) -> GenerateCharacterReferenceResponse:
     """Draw, check and store the image; stored even if the client has gone meanwhile. An
     image the check refuses is removed with the failure (`publishing`).
@@ -181,7 +191,9 @@ async def generate_character_reference_image(
     (`image_prompts.yaml`) frames the description, `image_url_for(image_id)` is where the
     image will be served. The store must be writable with `min_free_bytes` free before the
     drawer is called (else 507); once the image is stored, a sidecar that cannot be written
-    is logged, not answered with an error.
+    is logged, not answered with an error. A job passes its `tracker` and the `image_id`
+    it was given, so an attempt after a crash resumes the same provider job into the same
+    id.
     """
     started = time.monotonic()
     debug.log_image_request_args(request)
@@ -192,7 +204,7 @@ async def generate_character_reference_image(
 
     plan = drawer.plan(chosen, defaults_applied)
     output_format = chosen["output_format"]
-    image_id = new_artifact_id()
+    image_id = image_id or new_artifact_id()
     file_name = image_file_name(image_id, output_format, datetime.now(UTC))
     key = f"{REFERENCE_FOLDER}/{file_name}"
 
@@ -201,7 +213,7 @@ async def generate_character_reference_image(
     async with store.publishing(key, sidecar=sidecar_key):
         async with limiter.slot(f"images-{drawer.backend}", departure=departure) as ticket:
             await store.check_writable(min_free_bytes)
-            await drawer.draw(request, prompt, plan, store, key)
+            await drawer.draw(request, prompt, plan, store, key, tracker)
 
         image_bytes = await store.read_bytes(key) or b""
         image_sha256 = await DECODING.run(_check_image, image_bytes, output_format, drawer.backend)
@@ -214,6 +226,7 @@ async def generate_character_reference_image(
                 defaults_applied=defaults_applied,
                 started=started,
                 queue_wait_seconds=ticket.waited_seconds,
+                job_id=tracker.job_id,
             ),
         )
         sidecar = ImageSidecar(

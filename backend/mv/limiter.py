@@ -8,14 +8,18 @@ cost anything. The wait is reported to the client as `queue_wait_seconds`.
 
 A waiting request may name its client's departure: when the client leaves before the slot
 is free, the request ends there (`ClientClosedRequest`), before any provider call.
+
+Generators take any `Slots`: this in-process limiter, or `AdmittedByQueue` for a job that
+its durable queue already admitted (the queue is then what caps and bounds the lane).
 """
 
 import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 from backend.mv.errors import ClientClosedRequest, ServerBusy
 
@@ -30,6 +34,31 @@ class QueueTicket:
 
     def __init__(self, waited_seconds: float) -> None:
         self.waited_seconds = round(waited_seconds, 3)
+
+
+class Slots(Protocol):
+    def slot(
+        self, kind: str, *, departure: Departure | None = None
+    ) -> AbstractAsyncContextManager[QueueTicket]:
+        """Hold one of `kind`'s slots for the block; the ticket says how long it waited."""
+        ...
+
+
+@dataclass(frozen=True)
+class AdmittedByQueue:
+    """The slot of a job its queue has started: nothing more to wait for, and the time the
+    job spent queued is its wait."""
+
+    waited_seconds: float
+
+    @asynccontextmanager
+    async def slot(
+        self,
+        kind: str,  # noqa: ARG002 - the queue was the job's lane
+        *,
+        departure: Departure | None = None,  # noqa: ARG002 - the job outlives its client
+    ) -> AsyncIterator[QueueTicket]:
+        yield QueueTicket(self.waited_seconds)
 
 
 @dataclass

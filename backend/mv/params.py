@@ -69,6 +69,9 @@ class GenerationMetadata(BaseModel):
     generation_timestamp: str
     processing_time_seconds: float
     queue_wait_seconds: float = Field(description="Time spent waiting for a concurrency slot")
+    job_id: str | None = Field(
+        default=None, description="The job that made it (also the answer's X-Job-ID header)"
+    )
 
 
 def generation_fields(
@@ -79,6 +82,7 @@ def generation_fields(
     defaults_applied: list[str],
     started: float,
     queue_wait_seconds: float,
+    job_id: str | None,
 ) -> dict[str, Any]:
     """The `GenerationMetadata` fields of a finished generation; `started` is the request's
     `time.monotonic()` at arrival."""
@@ -91,6 +95,7 @@ def generation_fields(
         "generation_timestamp": utc_now_iso(),
         "processing_time_seconds": round(time.monotonic() - started, 3),
         "queue_wait_seconds": queue_wait_seconds,
+        "job_id": job_id,
     }
 
 

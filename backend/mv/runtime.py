@@ -17,10 +17,9 @@ import replicate
 from backend.config import Settings
 from backend.mv import debug
 from backend.mv.configuration import CONFIG_DIR, MVConfigs, load_configs
-from backend.mv.idempotency import IdempotencyStore
 from backend.mv.image_generator import ImageDrawer
 from backend.mv.limiter import GenerationLimiter
-from backend.mv.providers import JobPolicy
+from backend.mv.providers import JobPolicy, Provider
 from backend.mv.providers.downloads import Downloader, download_session
 from backend.mv.providers.gemini.client import build_gemini_client, gemini_session
 from backend.mv.providers.gemini.scenes import GeminiSceneWriter
@@ -44,7 +43,6 @@ class Runtime:
     configs: MVConfigs
     store: ArtifactStore
     limiter: GenerationLimiter
-    idempotency: IdempotencyStore
     scene_writer: SceneWriter
     image_drawer: ImageDrawer
     video_backends: VideoBackends
@@ -52,11 +50,16 @@ class Runtime:
     sessions: tuple[aiohttp.ClientSession, ...]
     """The aiohttp pools (downloads, Gemini); the Google SDK leaves the one we give it open."""
 
+    async def cancel_upstream(self, backend: str, provider_job_id: str) -> None:
+        """Cancel a provider job where the provider allows it (Replicate); the Gemini
+        Developer API has no cancel, and mock jobs cost nothing."""
+        if backend == Provider.REPLICATE and self.replicate is not None:
+            await self.replicate.predictions.async_cancel(provider_job_id)
+            logger.info("cancelled prediction %s upstream", provider_job_id)
+
     async def aclose(self) -> None:
-        """At shutdown, after the grace period: stop generations whose callers are gone (their
-        upstream jobs are cancelled instead of left running and billed), let those cancels
-        finish, then close every pool."""
-        await self.idempotency.cancel_running()
+        """At shutdown, once the jobs are stopped: let cancels already sent finish, then
+        close every pool."""
         await finish_cancellations()
         for session in self.sessions:
             await session.close()
@@ -75,9 +78,6 @@ async def build_runtime(settings: Settings, *, config_dir: Path = CONFIG_DIR) ->
     store = LocalStore(settings.mv_output_dir)
     if removed := await store.remove_leftovers():
         logger.info("removed %d leftovers of an interrupted run from the staging folder", removed)
-    idempotency = IdempotencyStore(settings.mv_output_dir)
-    if pruned := idempotency.prune_expired():
-        logger.info("removed %d expired idempotency records", pruned)
 
     trust = httpx.create_ssl_context()
     downloads = download_session(settings, trust)
@@ -115,7 +115,6 @@ async def build_runtime(settings: Settings, *, config_dir: Path = CONFIG_DIR) ->
         limiter=GenerationLimiter(
             settings.mv_max_concurrent_generations, settings.mv_max_queued_generations
         ),
-        idempotency=idempotency,
         scene_writer=scene_writer,
         image_drawer=image_drawer,
         video_backends=video_backends,

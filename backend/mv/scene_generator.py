@@ -17,9 +17,10 @@ from pydantic import BaseModel, Field, field_validator
 from backend.mv import debug
 from backend.mv.configuration import SceneParameters
 from backend.mv.errors import Conflict, ValidationFailed
-from backend.mv.limiter import GenerationLimiter
+from backend.mv.limiter import Slots
 from backend.mv.params import CheckedText, Client, apply_defaults
 from backend.mv.providers import Provider
+from backend.mv.providers.tracking import UNTRACKED, UpstreamTracker
 from backend.mv.storage.base import ArtifactStore, keep_paid_result
 from backend.mv.storage.identity import new_artifact_id
 
@@ -147,6 +148,9 @@ class CreateScenesMetadata(BaseModel):
     scene_set_id: str
     processing_time_seconds: float
     queue_wait_seconds: float
+    job_id: str | None = Field(
+        default=None, description="The job that made it (also the answer's X-Job-ID header)"
+    )
 
 
 class CreateScenesResponse(BaseModel):
@@ -251,16 +255,26 @@ def _markdown(request: CreateScenesRequest, scenes: list[Scene], scene_set_id: s
     return "\n".join(lines)
 
 
+def check_scenes_request(
+    request: CreateScenesRequest, defaults: SceneParameters, prompt_template: str
+) -> None:
+    """What `generate_scenes` refuses before any wait (400)."""
+    used, _ = _resolve_parameters(request, defaults)
+    _format_prompt(request, used, prompt_template)
+
+
 async def generate_scenes(
     request: CreateScenesRequest,
     *,
     writer: SceneWriter,
     store: ArtifactStore,
-    limiter: GenerationLimiter,
+    limiter: Slots,
     defaults: SceneParameters,
     prompt_template: str,
     min_free_bytes: int,
     client: Client | None = None,
+    tracker: UpstreamTracker = UNTRACKED,
+    scene_set_id: str | None = None,
 ) -> CreateScenesResponse:
     """Write `number_of_scenes` scene prompts for the request and store them.
 
@@ -277,7 +291,7 @@ async def generate_scenes(
     prompt = _format_prompt(request, used, prompt_template)
     debug.log_scene_prompt(prompt)
 
-    scene_set_id = new_artifact_id()
+    scene_set_id = scene_set_id or new_artifact_id()
     folder = _SceneSetFolder(store, scene_set_id, request.output_dir)
     await store.check_writable(min_free_bytes)
     await folder.reserve()
@@ -302,6 +316,7 @@ async def generate_scenes(
                 scene_set_id=scene_set_id,
                 processing_time_seconds=round(time.monotonic() - started, 3),
                 queue_wait_seconds=ticket.waited_seconds,
+                job_id=tracker.job_id,
             ),
         )
         markdown = _markdown(request, scenes, scene_set_id).encode()

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from backend.mv import debug
 from backend.mv.configuration import VideoParams
 from backend.mv.errors import NotFound, ValidationFailed, problem
-from backend.mv.limiter import GenerationLimiter
+from backend.mv.limiter import Slots
 from backend.mv.params import (
     CheckedText,
     Client,
@@ -29,6 +29,7 @@ from backend.mv.params import (
     generation_fields,
 )
 from backend.mv.providers import Provider
+from backend.mv.providers.tracking import UNTRACKED, UpstreamTracker
 from backend.mv.reference_image_input import check_base64_reference, find_stored_reference
 from backend.mv.storage.base import ArtifactStore, find_sidecar, keep_paid_result
 from backend.mv.storage.identity import new_artifact_id
@@ -204,17 +205,33 @@ async def _reference_image(
     return None
 
 
+async def check_video_request(
+    request: GenerateVideoRequest,
+    *,
+    store: ArtifactStore,
+    params: VideoParams,
+    max_reference_image_bytes: int,
+) -> None:
+    """What `generate_video` refuses before any wait (400, 404, 413), checked when a job is
+    submitted so that an asynchronous request is refused at once."""
+    resolved, _ = _resolve(request, params)
+    _full_prompt(request, resolved["aspect_ratio"], params)
+    await _reference_image(request, store, max_reference_image_bytes)
+
+
 async def generate_video(
     request: GenerateVideoRequest,
     *,
     backends: VideoBackends,
     store: ArtifactStore,
-    limiter: GenerationLimiter,
+    limiter: Slots,
     params: VideoParams,
     max_reference_image_bytes: int,
     min_free_bytes: int,
     video_url_for: Callable[[str], str],
     client: Client | None = None,
+    tracker: UpstreamTracker = UNTRACKED,
+    video_id: str | None = None,
 ) -> GenerateVideoResponse:
     """Render one clip and store it; raises the service's errors for every failure.
 
@@ -224,7 +241,8 @@ async def generate_video(
     with `min_free_bytes` free (else 507). The clip is stored even when the client has gone
     meanwhile (the sidecar records it), and once the clip is stored the answer is a 200,
     even if its sidecar could not be written (logged), so a paid result is never thrown
-    away.
+    away. A job passes its `tracker` and the `video_id` it was given, so an attempt after
+    a crash resumes the same provider job into the same id.
     """
     started = time.monotonic()
     debug.log_video_request_args(request)
@@ -244,14 +262,15 @@ async def generate_video(
     debug.log_video_backend_selected(backend.name, backend.model)
     plan = backend.plan(job)
 
-    video_id = new_artifact_id()
+    video_id = video_id or new_artifact_id()
     clip_key = f"{VIDEO_FOLDER}/{video_id}.mp4"
     departure = client.departure if client else None
     sidecar_key = f"{VIDEO_FOLDER}/{video_id}.json"
     async with store.publishing(clip_key, sidecar=sidecar_key):
         async with limiter.slot(f"video-{backend.name}", departure=departure) as ticket:
             await store.check_writable(min_free_bytes)
-            outcome = await backend.generate(job, plan, store, clip_key)
+            outcome = await backend.generate(job, plan, store, clip_key, tracker)
+        await tracker.stage("storing")
 
         metadata = VideoMetadata(
             prompt=request.prompt,
@@ -262,6 +281,7 @@ async def generate_video(
                 defaults_applied=defaults_applied,
                 started=started,
                 queue_wait_seconds=ticket.waited_seconds,
+                job_id=tracker.job_id,
             ),
             file_size_bytes=outcome.written.size_bytes,
             sha256=outcome.written.sha256,

@@ -5,46 +5,29 @@ each route can give are listed in its OpenAPI entry, with an example per error c
 answers are made from the routes' names, so a path is written once, here.
 """
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Request
-from pydantic import BaseModel
+from fastapi import APIRouter, Body, Depends, Header, Request, Response
 
-from backend.api.dependencies import (
-    ConfigsDep,
-    IdempotencyDep,
-    ImageDrawerDep,
-    LimiterDep,
-    SceneWriterDep,
-    SettingsDep,
-    StoreDep,
-    VideoBackendsDep,
-)
+from backend.api.dependencies import JobStoreDep, RuntimeDep, StoreDep
 from backend.api.errors import ErrorResponse, error_responses
 from backend.api.json_body import JSONBodyRoute
 from backend.api.media import MediaResponse, media_response
 from backend.api.middleware import CALLER_STATE
-from backend.mv.configuration import MVConfigs
-from backend.mv.idempotency import MAX_KEY_LENGTH, IdempotencyStore, request_fingerprint
+from backend.jobs.model import Job
+from backend.jobs.submission import Submission, wants_async
+from backend.mv.idempotency import MAX_KEY_LENGTH
 from backend.mv.image_generator import (
     GenerateCharacterReferenceRequest,
     GenerateCharacterReferenceResponse,
     find_reference,
-    generate_character_reference_image,
 )
-from backend.mv.limiter import GenerationLimiter
-from backend.mv.params import Client
-from backend.mv.scene_generator import CreateScenesRequest, CreateScenesResponse, generate_scenes
-from backend.mv.storage.base import ArtifactStore
-from backend.mv.thread_pools import DECODING
+from backend.mv.scene_generator import CreateScenesRequest, CreateScenesResponse
 from backend.mv.video_generator import (
     GenerateVideoRequest,
     GenerateVideoResponse,
     VideoInfo,
     find_clip,
-    generate_video,
     video_info,
 )
 
@@ -58,7 +41,10 @@ router = APIRouter(
     },
 )
 
-GENERATION_ERRORS = error_responses(400, 401, 409, 413, 422, 429, 502, 503, 504, 507)
+GENERATION_ERRORS = {
+    202: {"model": Job, "description": "With `Prefer: respond-async`: the job, at once"},
+    **error_responses(400, 401, 409, 413, 422, 429, 502, 503, 504, 507),
+}
 
 
 def _example(summary: str, value: dict[str, Any]) -> dict[str, Any]:
@@ -126,84 +112,43 @@ IdempotencyKey = Annotated[
         alias="Idempotency-Key",
         max_length=MAX_KEY_LENGTH,
         description=(
-            "Send the same key again (with the same body) to get the first answer back "
-            "instead of paying twice; kept 24 h. Another body with a used key is a 409."
+            "Send the same key again (with the same body) to get the same job back instead "
+            "of paying twice, across restarts; another body with a used key is a 409. A key "
+            "whose job failed or was canceled may be used again."
+        ),
+    ),
+]
+Prefer = Annotated[
+    str | None,
+    Header(
+        description=(
+            "`respond-async`: answer 202 at once with the job (follow it at `Location`, "
+            "its events, or a webhook) instead of waiting for the result"
         ),
     ),
 ]
 
 
-@dataclass
-class Generation:
-    """What every generation route shares beside its own strategy: the store, the caps, the
-    configs, the free space a paid call needs, and this request's client and Idempotency-Key."""
-
-    http_request: Request
-    store: ArtifactStore
-    limiter: GenerationLimiter
-    configs: MVConfigs
-    min_free_bytes: int
-    idempotency: IdempotencyStore
-    key: str | None
-
-    @property
-    def client(self) -> Client:
-        """The request's client for the generators. Without an Idempotency-Key, a client that
-        leaves while its request waits for a slot has it dropped before anything is paid:
-        nobody could collect the result. With one, the work goes on and is kept for the key."""
-
-        async def departed() -> None:
-            while (await self.http_request.receive())["type"] != "http.disconnect":
-                pass
-
-        return Client(
-            has_left=self.http_request.is_disconnected,
-            departure=departed if self.key is None else None,
-        )
-
-    async def answer_once(
-        self, endpoint: str, request: BaseModel, produce: Callable[[], Awaitable[BaseModel]]
-    ) -> dict[str, Any]:
-        """Run `produce` once per Idempotency-Key and caller (or every time without a key)."""
-
-        async def produce_json() -> dict[str, Any]:
-            return (await produce()).model_dump(mode="json", by_alias=True)
-
-        if self.key is None:
-            return await produce_json()
-        fingerprint = await DECODING.run(request_fingerprint, request.model_dump(mode="json"))
-        owner = getattr(self.http_request.state, CALLER_STATE, "")
-        return await self.idempotency.run_once(
-            endpoint, self.key, fingerprint, produce_json, owner=owner
-        )
-
-    def url_for(self, route_name: str, parameter: str) -> Callable[[str], str]:
-        """`artifact_id → /api/mv/...`: the path of one of this router's GET routes."""
-        app = self.http_request.app
-        return lambda artifact_id: app.url_path_for(route_name, **{parameter: artifact_id})
-
-
-async def _generation(
+async def _submission(
     http_request: Request,
-    store: StoreDep,
-    limiter: LimiterDep,
-    configs: ConfigsDep,
-    settings: SettingsDep,
-    idempotency: IdempotencyDep,
+    runtime: RuntimeDep,
+    jobs: JobStoreDep,
     idempotency_key: IdempotencyKey = None,
-) -> Generation:
-    return Generation(
-        http_request,
-        store,
-        limiter,
-        configs,
-        settings.mv_min_free_bytes,
-        idempotency,
-        idempotency_key,
+    prefer: Prefer = None,
+) -> Submission:
+    return Submission(
+        http_request=http_request,
+        runtime=runtime,
+        jobs=jobs,
+        signals=http_request.app.state.jobs_signals,
+        owner=getattr(http_request.state, CALLER_STATE, ""),
+        key=idempotency_key,
+        respond_async=wants_async(prefer),
+        shutdown=http_request.app.state.shutdown,
     )
 
 
-GenerationDep = Annotated[Generation, Depends(_generation)]
+SubmissionDep = Annotated[Submission, Depends(_submission)]
 
 
 @router.post(
@@ -213,31 +158,16 @@ GenerationDep = Annotated[Generation, Depends(_generation)]
     summary="Write scene prompts for a video idea (v1)",
     responses=GENERATION_ERRORS,
 )
-async def create_scenes(
-    request: ScenesBody, writer: SceneWriterDep, generation: GenerationDep
-) -> dict[str, Any]:
+async def create_scenes(request: ScenesBody, submission: SubmissionDep) -> Response:
     """Gemini writes `number_of_scenes` self-contained Veo prompts for the idea and character.
 
     Fields left out take their defaults from `parameters.yaml` (the response's
     `metadata.defaults_applied` lists them). The scenes are also stored as `scenes.json` and
     `scenes.md` in a folder of their own (`output_dir`, or a fresh `scene_set_id`).
-    Typical time: 10-60 s live, `MV_MOCK_DELAY_SECONDS` in mock mode.
+    Typical time: 10-60 s live, `MV_MOCK_DELAY_SECONDS` in mock mode. Runs as a job
+    (`X-Job-ID`; `Prefer: respond-async` for a 202).
     """
-    configs = generation.configs
-    return await generation.answer_once(
-        "create_scenes",
-        request,
-        lambda: generate_scenes(
-            request,
-            writer=writer,
-            store=generation.store,
-            limiter=generation.limiter,
-            defaults=configs.parameters,
-            prompt_template=configs.scene_prompts.scene_generation_prompt,
-            min_free_bytes=generation.min_free_bytes,
-            client=generation.client,
-        ),
-    )
+    return await submission.submit("create_scenes", request)
 
 
 @router.post(
@@ -248,32 +178,17 @@ async def create_scenes(
     responses=GENERATION_ERRORS,
 )
 async def generate_character_reference(
-    request: CharacterBody, drawer: ImageDrawerDep, generation: GenerationDep
-) -> dict[str, Any]:
+    request: CharacterBody, submission: SubmissionDep
+) -> Response:
     """Imagen 4 on Replicate draws the character; the image is stored and returned.
 
     The answer carries the image as base64 and an `image_id`: pass that id to
     `generate_video` as `reference_image_id` instead of sending the image back. Choices the
     model cannot take are refused with 400 before any money is spent; parameters the model
     has no input for are listed in `metadata.parameters_not_applied`.
-    Typical time: 5-30 s live.
+    Typical time: 5-30 s live. Runs as a job (`X-Job-ID`; `Prefer: respond-async`).
     """
-    configs = generation.configs
-    return await generation.answer_once(
-        "generate_character_reference",
-        request,
-        lambda: generate_character_reference_image(
-            request,
-            drawer=drawer,
-            store=generation.store,
-            limiter=generation.limiter,
-            params=configs.image_params,
-            prompt_template=configs.image_prompts.character_reference_prompt,
-            min_free_bytes=generation.min_free_bytes,
-            image_url_for=generation.url_for("mv_get_character_reference", "image_id"),
-            client=generation.client,
-        ),
-    )
+    return await submission.submit("generate_character_reference", request)
 
 
 @router.get(
@@ -303,35 +218,18 @@ async def get_character_reference(image_id: str, store: StoreDep) -> MediaRespon
     summary="Render one video clip for one scene (v3)",
     responses={**GENERATION_ERRORS, **error_responses(404)},
 )
-async def create_video(
-    request: VideoBody,
-    backends: VideoBackendsDep,
-    settings: SettingsDep,
-    generation: GenerationDep,
-) -> dict[str, Any]:
+async def create_video(request: VideoBody, submission: SubmissionDep) -> Response:
     """Veo 3.1 renders one clip (4, 6 or 8 s) for `prompt`; call once per scene, concurrently.
 
-    The answer arrives when the clip is stored (20-400 s live; set a client timeout of at
-    least 600 s). Give the character with `reference_image_id` (from
-    generate_character_reference) or `reference_image_base64`, not both. `backend` picks
-    `replicate` (default) or `gemini`; parameters a backend cannot take are listed in
-    `metadata.parameters_not_applied`. Fetch the clip from `video_url`.
+    Synchronously the answer arrives when the clip is stored (20-400 s live; set a client
+    timeout of at least 600 s), or send `Prefer: respond-async` for a 202 with the job and
+    follow it (`GET /api/mv/jobs/{id}`, its events, or a webhook). Give the character with
+    `reference_image_id` (from generate_character_reference) or `reference_image_base64`,
+    not both. `backend` picks `replicate` (default) or `gemini`; parameters a backend
+    cannot take are listed in `metadata.parameters_not_applied`. Fetch the clip from
+    `video_url`.
     """
-    return await generation.answer_once(
-        "generate_video",
-        request,
-        lambda: generate_video(
-            request,
-            backends=backends,
-            store=generation.store,
-            limiter=generation.limiter,
-            params=generation.configs.video_params,
-            max_reference_image_bytes=settings.mv_max_reference_image_bytes,
-            min_free_bytes=generation.min_free_bytes,
-            video_url_for=generation.url_for("mv_get_video", "video_id"),
-            client=generation.client,
-        ),
-    )
+    return await submission.submit("generate_video", request)
 
 
 CLIP_PATH = "/get_video/{video_id}"

@@ -6,6 +6,7 @@ from typing import Any, Protocol
 
 from backend.mv.params import ParameterPlan
 from backend.mv.providers import Provider
+from backend.mv.providers.tracking import UpstreamTracker
 from backend.mv.storage.base import ArtifactStore
 from backend.mv.storage.files import FileDigest
 
@@ -80,7 +81,13 @@ class VideoBackend(Protocol):
     def plan(self, job: VideoJob) -> ParameterPlan: ...
 
     async def generate(
-        self, job: VideoJob, plan: ParameterPlan, store: ArtifactStore, key: str
+        self,
+        job: VideoJob,
+        plan: ParameterPlan,
+        store: ArtifactStore,
+        key: str,
+        tracker: UpstreamTracker,
     ) -> VideoOutcome:
-        """Render the clip and store it under `key`, sending what `plan.used` holds."""
+        """Render the clip and store it under `key`, sending what `plan.used` holds; the
+        provider job is reported to `tracker` as soon as it exists (or resumed from it)."""
         ...

@@ -24,6 +24,7 @@ from backend.mv.providers.gemini.videos import (
     finished_video_uri,
     run_video_operation,
 )
+from backend.mv.providers.tracking import UpstreamTracker
 from backend.mv.storage.base import ArtifactStore
 from backend.mv.video_backends.base import VideoJob, VideoOutcome
 
@@ -89,7 +90,12 @@ class GeminiVideoBackend:
         )
 
     async def generate(
-        self, job: VideoJob, plan: ParameterPlan, store: ArtifactStore, key: str
+        self,
+        job: VideoJob,
+        plan: ParameterPlan,
+        store: ArtifactStore,
+        key: str,
+        tracker: UpstreamTracker,
     ) -> VideoOutcome:
         client = require_client(self.client, Provider.GEMINI, "GEMINI_API_KEY")
         config = await _config(job, plan.used)
@@ -103,9 +109,11 @@ class GeminiVideoBackend:
                 deadline=deadline,
                 policy=self.policy,
                 slots=self.call_slots,
+                tracker=tracker,
             )
             debug.log_video_provider_response(operation)
             uri = finished_video_uri(operation)
+            await tracker.stage("downloading")
             written = await self.downloader.fetch(
                 uri,
                 store,

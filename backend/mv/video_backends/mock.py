@@ -8,6 +8,7 @@ from backend.mv.params import ParameterPlan
 from backend.mv.providers import Provider
 from backend.mv.providers.mock.failures import simulate_generation
 from backend.mv.providers.mock.media import write_mock_video
+from backend.mv.providers.tracking import UpstreamTracker
 from backend.mv.storage.base import ArtifactStore, make_and_store
 from backend.mv.storage.files import FileDigest
 from backend.mv.video_backends.base import VideoJob, VideoOutcome
@@ -31,6 +32,7 @@ class MockVideoBackend:
         plan: ParameterPlan,  # noqa: ARG002 - the mock takes every parameter
         store: ArtifactStore,
         key: str,
+        tracker: UpstreamTracker,  # noqa: ARG002 - no provider job to record
     ) -> VideoOutcome:
         await simulate_generation([job.full_prompt, job.negative_prompt or ""], self.delay_seconds)
 

@@ -15,6 +15,7 @@ from backend.mv.params import ParameterPlan, plan_parameters
 from backend.mv.providers import JobPolicy, Provider, require_client
 from backend.mv.providers.downloads import Downloader
 from backend.mv.providers.replicate.predictions import predict_into_store
+from backend.mv.providers.tracking import UpstreamTracker
 from backend.mv.storage.base import ArtifactStore
 from backend.mv.thread_pools import DECODING
 from backend.mv.video_backends.base import VideoJob, VideoOutcome
@@ -39,7 +40,12 @@ class ReplicateVideoBackend:
         )
 
     async def generate(
-        self, job: VideoJob, plan: ParameterPlan, store: ArtifactStore, key: str
+        self,
+        job: VideoJob,
+        plan: ParameterPlan,
+        store: ArtifactStore,
+        key: str,
+        tracker: UpstreamTracker,
     ) -> VideoOutcome:
         client = require_client(self.client, Provider.REPLICATE, "REPLICATE_API_TOKEN")
         model_input = {
@@ -60,5 +66,6 @@ class ReplicateVideoBackend:
             store=store,
             key=key,
             log_response=debug.log_video_provider_response,
+            tracker=tracker,
         )
         return VideoOutcome(written=written, provider_job_id=prediction.id)

@@ -18,6 +18,7 @@ from backend.mv.providers.deadline import Deadline
 from backend.mv.providers.downloads import same_origin
 from backend.mv.providers.gemini.errors import GEMINI_ERRORS
 from backend.mv.providers.retries import call_with_retries, read_status_tolerantly
+from backend.mv.providers.tracking import UpstreamTracker
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +36,10 @@ async def run_video_operation(
     deadline: Deadline,
     policy: JobPolicy,
     slots: asyncio.Semaphore,
+    tracker: UpstreamTracker,
 ) -> genai_types.GenerateVideosOperation:
-    """Start the operation and poll it until done; each call holds one of `slots`."""
+    """Start the operation (or take up the recorded one) and poll it until done; each call
+    holds one of `slots`."""
 
     async def start() -> genai_types.GenerateVideosOperation:
         async with deadline.holding(slots):
@@ -50,14 +53,20 @@ async def run_video_operation(
         async with deadline.holding(slots):
             return await client.aio.operations.get(current)
 
-    operation = await call_with_retries(
-        start,
-        errors=GEMINI_ERRORS,
-        backend=Provider.GEMINI,
-        max_attempts=policy.max_attempts,
-        deadline=deadline,
-    )
-    logger.info("operation %s started", operation.name)
+    if tracker.resume_id is not None:
+        operation = genai_types.GenerateVideosOperation(name=tracker.resume_id)
+        logger.info("resuming operation %s", operation.name)
+    else:
+        operation = await call_with_retries(
+            start,
+            errors=GEMINI_ERRORS,
+            backend=Provider.GEMINI,
+            max_attempts=policy.max_attempts,
+            deadline=deadline,
+        )
+        logger.info("operation %s started", operation.name)
+        if operation.name:
+            await tracker.created(operation.name)
     while not operation.done:
         await asyncio.sleep(policy.poll_interval_seconds)
         operation = await read_status_tolerantly(

@@ -8,6 +8,7 @@ from backend.mv.params import ParameterPlan
 from backend.mv.providers import Provider
 from backend.mv.providers.mock.failures import simulate_generation
 from backend.mv.providers.mock.media import write_mock_image
+from backend.mv.providers.tracking import UpstreamTracker
 from backend.mv.storage.base import ArtifactStore, make_and_store
 
 
@@ -32,6 +33,7 @@ class MockImageDrawer:
         plan: ParameterPlan,
         store: ArtifactStore,
         key: str,
+        tracker: UpstreamTracker,  # noqa: ARG002 - no provider job to record
     ) -> None:
         await simulate_generation(
             [request.character_description, request.negative_prompt or ""], self.delay_seconds

@@ -13,6 +13,7 @@ from backend.mv.params import ParameterPlan, plan_parameters
 from backend.mv.providers import JobPolicy, Provider, require_client
 from backend.mv.providers.downloads import Downloader
 from backend.mv.providers.replicate.predictions import predict_into_store
+from backend.mv.providers.tracking import UpstreamTracker
 from backend.mv.storage.base import ArtifactStore
 
 
@@ -40,6 +41,7 @@ class ReplicateImageDrawer:
         plan: ParameterPlan,
         store: ArtifactStore,
         key: str,
+        tracker: UpstreamTracker,
     ) -> None:
         await predict_into_store(
             require_client(self.client, Provider.REPLICATE, "REPLICATE_API_TOKEN"),
@@ -50,4 +52,5 @@ class ReplicateImageDrawer:
             store=store,
             key=key,
             log_response=debug.log_replicate_response,
+            tracker=tracker,
         )

@@ -2,9 +2,10 @@
 
 The SDK's `async_wait` polls forever and its create is never retried, so the service owns
 both: the create is retried only on errors that prove no prediction exists, `Prefer: wait`
-never outlasts the deadline (so the prediction id is known, and cancellable, when it fires),
-polling survives transient errors without giving up the job, and a prediction still running
-at the deadline is cancelled upstream.
+holds the create at most a second (so the prediction id is known, recorded and cancellable
+at once: a crash after that never pays for a second prediction), polling survives
+transient errors without giving up the job, and a prediction still running at the deadline
+or at a cancel is cancelled upstream (not at shutdown: the next start resumes it).
 """
 
 import asyncio
@@ -27,12 +28,13 @@ from backend.mv.providers.deadline import Deadline
 from backend.mv.providers.downloads import Downloader
 from backend.mv.providers.replicate.errors import REPLICATE_ERRORS
 from backend.mv.providers.retries import call_with_retries, read_status_tolerantly
+from backend.mv.providers.tracking import UpstreamTracker
 from backend.mv.storage.base import ArtifactStore
 from backend.mv.storage.files import FileDigest
 
 logger = logging.getLogger(__name__)
 
-MAX_PREFER_WAIT_SECONDS = 60
+MAX_PREFER_WAIT_SECONDS = 1
 CANCEL_TIMEOUT_SECONDS = 10.0
 TERMINAL_STATUSES = {"succeeded", "failed", "canceled"}
 CONTENT_POLICY_MARKERS = ("flagged as sensitive", "(E005)", "content policy", "safety filter")
@@ -41,7 +43,7 @@ _cancellations: set[asyncio.Task[None]] = set()
 
 
 def _prefer_wait_seconds(deadline: Deadline) -> int | None:
-    """Hold the create call at most until one second before the deadline."""
+    """Hold the create call a second at most, and never past the deadline."""
     seconds = min(MAX_PREFER_WAIT_SECONDS, int(deadline.remaining() - 1))
     return seconds if seconds >= 1 else None
 
@@ -87,7 +89,7 @@ def _output_url(prediction: Prediction, backend: str) -> str:
     return output
 
 
-async def run_prediction(
+async def _create_or_resume(
     client: replicate.Client,
     *,
     model: str,
@@ -95,12 +97,19 @@ async def run_prediction(
     deadline: Deadline,
     policy: JobPolicy,
     backend: str,
-) -> tuple[Prediction, str]:
-    """Create the prediction and wait for it; returns it and its output file's URL.
-
-    Must run inside `deadline.enforced(...)`: when the deadline fires, a prediction that is
-    still running is cancelled upstream before the timeout propagates.
-    """
+    tracker: UpstreamTracker,
+) -> Prediction:
+    """The prediction an earlier attempt recorded, or a new one, recorded at once."""
+    if (resume_id := tracker.resume_id) is not None:
+        prediction = await call_with_retries(
+            lambda: client.predictions.async_get(resume_id),
+            errors=REPLICATE_ERRORS,
+            backend=backend,
+            max_attempts=policy.max_attempts,
+            deadline=deadline,
+        )
+        logger.info("resuming prediction %s, status %s", prediction.id, prediction.status)
+        return prediction
     prediction = await call_with_retries(
         lambda: client.models.predictions.async_create(
             model=model, input=model_input, wait=_prefer_wait_seconds(deadline)
@@ -111,6 +120,35 @@ async def run_prediction(
         deadline=deadline,
     )
     logger.info("prediction %s created, status %s", prediction.id, prediction.status)
+    await tracker.created(prediction.id)
+    return prediction
+
+
+async def run_prediction(
+    client: replicate.Client,
+    *,
+    model: str,
+    model_input: dict[str, Any],
+    deadline: Deadline,
+    policy: JobPolicy,
+    backend: str,
+    tracker: UpstreamTracker,
+) -> tuple[Prediction, str]:
+    """Create the prediction (or resume the recorded one) and wait for it; returns it and
+    its output file's URL.
+
+    Must run inside `deadline.enforced(...)`: when the deadline fires, a prediction that is
+    still running is cancelled upstream before the timeout propagates.
+    """
+    prediction = await _create_or_resume(
+        client,
+        model=model,
+        model_input=model_input,
+        deadline=deadline,
+        policy=policy,
+        backend=backend,
+        tracker=tracker,
+    )
     try:
         while prediction.status not in TERMINAL_STATUSES:
             await asyncio.sleep(policy.poll_interval_seconds)
@@ -122,7 +160,8 @@ async def run_prediction(
                 job=f"prediction {prediction.id}",
             )
     except BaseException:
-        _cancel_in_background(client, prediction.id)
+        if not tracker.stopping:
+            _cancel_in_background(client, prediction.id)
         raise
     if prediction.status != "succeeded":
         raise _failure(prediction, backend)
@@ -139,6 +178,7 @@ async def predict_into_store(
     store: ArtifactStore,
     key: str,
     log_response: Callable[[Prediction], None],
+    tracker: UpstreamTracker,
 ) -> tuple[Prediction, FileDigest]:
     """One prediction under its own deadline, its output file streamed into `store` as
     `key`; what Replicate's image and video paths share. `log_response` is the endpoint's
@@ -152,8 +192,10 @@ async def predict_into_store(
             deadline=deadline,
             policy=policy,
             backend=Provider.REPLICATE,
+            tracker=tracker,
         )
         log_response(prediction)
+        await tracker.stage("downloading")
         written = await downloader.fetch(
             output_url, store, key, backend=Provider.REPLICATE, deadline=deadline
         )
