@@ -1,0 +1,1 @@
+"""Jobs: durable, asynchronous generation runs (see DESIGN.md, "Jobs")."""
