@@ -10,8 +10,10 @@ import argparse
 import ipaddress
 import logging
 import math
+import sys
 
 import uvicorn
+from pydantic import ValidationError
 
 from backend.api.connections import (
     KEEP_ALIVE_TIMEOUT_SECONDS,
@@ -41,7 +43,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     arguments = parser.parse_args()
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        # One readable message instead of a traceback; values are never shown.
+        sys.exit(f"cannot start: invalid settings: {exc}")
     configure_logging(debug=settings.mv_debug_mode, secrets=settings.secrets)
     if not _is_loopback(arguments.host) and not settings.api_keys:
         logger.warning(

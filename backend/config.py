@@ -6,6 +6,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from backend.jobs.webhooks.signing import SECRET_PREFIX, check_webhook_secret
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -19,7 +21,11 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_file=REPO_ROOT / ".env", env_file_encoding="utf-8", extra="ignore"
+        env_file=REPO_ROOT / ".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        # A bad value's error must not print the value: some of these are secrets.
+        hide_input_in_errors=True,
     )
 
     gemini_api_key: str = ""
@@ -45,6 +51,10 @@ class Settings(BaseSettings):
     mv_job_retention_hours: float = Field(default=168.0, gt=0)
     mv_instance_id: str = ""
     """Empty: the host name."""
+    mv_webhook_secret: str = ""
+    mv_webhook_allow_private: bool = False
+    mv_webhook_max_attempts: int = Field(default=9, ge=1)
+    mv_webhook_retry_base_seconds: float = Field(default=5.0, ge=0)
     replicate_base_url: str = "https://api.replicate.com"
     google_gemini_base_url: str = "https://generativelanguage.googleapis.com"
 
@@ -53,6 +63,17 @@ class Settings(BaseSettings):
     def _absolute_output_dir(cls, value: Path) -> Path:
         """Relative output roots are taken from the repository root, wherever the server starts."""
         return value if value.is_absolute() else (REPO_ROOT / value).resolve()
+
+    @field_validator("mv_webhook_secret")
+    @classmethod
+    def _standard_webhooks_secret(cls, value: str) -> str:
+        """A secret that is set must be one receivers can verify with: stop at startup."""
+        if value:
+            try:
+                check_webhook_secret(value)
+            except ValueError as exc:
+                raise ValueError(f"MV_WEBHOOK_SECRET: {exc}") from None
+        return value
 
     @cached_property
     def api_keys(self) -> frozenset[str]:
@@ -77,8 +98,11 @@ class Settings(BaseSettings):
 
     @cached_property
     def secrets(self) -> list[str]:
-        """What no log line or answer may show: the provider keys and the client API keys."""
-        return [*self.provider_keys, *self.api_keys]
+        """What no log line or answer may show: the provider keys, the client API keys and
+        the webhook secret (its key part too, which is what a careless log would print)."""
+        webhook = self.mv_webhook_secret
+        webhook_parts = [webhook, webhook.removeprefix(SECRET_PREFIX)] if webhook else []
+        return [*self.provider_keys, *self.api_keys, *webhook_parts]
 
     @cached_property
     def cors_origins(self) -> list[str]:
