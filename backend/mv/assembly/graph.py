@@ -128,32 +128,75 @@ def _clip_audio(index: int, clip: ClipInput, plan: RenderPlan) -> str:
     return f"{source},atrim=end_sample={samples},asetpts=PTS-STARTPTS[a{index}]"
 
 
+def _pieces(plan: RenderPlan, index: int) -> dict[str, tuple[int, int]]:
+    """The frame ranges `[start, end)` clip `index` is split into for crossfades: `head`
+    (faded in from the clip before), `body` (played alone) and `tail` (faded out into the
+    next one); a body of no frames is left out."""
+    frames, overlap = plan.clips[index].frames, plan.transition_frames
+    body_start = overlap if index > 0 else 0
+    body_end = frames - overlap if index < len(plan.clips) - 1 else frames
+    pieces = {}
+    if index > 0:
+        pieces["head"] = (0, overlap)
+    if body_end > body_start:
+        pieces["body"] = (body_start, body_end)
+    if index < len(plan.clips) - 1:
+        pieces["tail"] = (frames - overlap, frames)
+    return pieces
+
+
+def _split(stream: str, pieces: dict[str, tuple[int, int]], audio: bool, fps: Fraction) -> str:
+    """`[v2]` → `[v2head]`, `[v2body]`, `[v2tail]`: each a frame (or sample) range from 0."""
+    kind = "a" if audio else ""
+    labels = "".join(f"[{stream}{name}_]" for name in pieces)
+    chains = [f"[{stream}]{kind}split={len(pieces)}{labels}"]
+    for name, (start, end) in pieces.items():
+        if audio:
+            bounds = f"start_sample={_samples(start, fps)}:end_sample={_samples(end, fps)}"
+        else:
+            bounds = f"start_frame={start}:end_frame={end}"
+        chains.append(
+            f"[{stream}{name}_]{kind}trim={bounds},{kind}setpts=PTS-STARTPTS[{stream}{name}]"
+        )
+    return ";".join(chains)
+
+
 def _join(plan: RenderPlan, with_audio: bool) -> list[str]:
-    """Chains that join `[v0]…` (and `[a0]…`) into `[vjoined]` (and `[ajoined]`)."""
+    """Chains that join `[v0]…` (and `[a0]…`) into `[vjoined]` (and `[ajoined]`).
+
+    A crossfade is one more concat segment: each clip is split into head, body and tail,
+    and the tail of one is faded into the head of the next (`xfade`, `acrossfade`). One
+    `concat` then asks for one segment at a time, so ffmpeg decodes one clip at a time and
+    memory stays flat; a chain of xfades would decode every clip from the start and queue
+    their frames until their turn (1.4 GB for twelve 8 s clips at 720p).
+    """
     count = len(plan.clips)
+    kinds = ("v", "a") if with_audio else ("v",)
     if plan.transition == "cut" or count == 1:
-        pads = "".join(f"[v{i}]" + (f"[a{i}]" if with_audio else "") for i in range(count))
-        outputs = "[vjoined]" + ("[ajoined]" if with_audio else "")
+        pads = "".join(f"[{kind}{i}]" for i in range(count) for kind in kinds)
+        outputs = "".join(f"[{kind}joined]" for kind in kinds)
         return [f"{pads}concat=n={count}:v=1:a={int(with_audio)}{outputs}"]
     chains = []
-    overlap = Fraction(plan.transition_frames) / plan.fps
+    segments: list[str] = []
+    overlap = _seconds(Fraction(plan.transition_frames) / plan.fps)
     overlap_samples = _samples(plan.transition_frames, plan.fps)
-    frames_so_far = plan.clips[0].frames
-    video, audio = "[v0]", "[a0]"
-    for i in range(1, count):
-        last = i == count - 1
-        video_out = "[vjoined]" if last else f"[vx{i}]"
-        offset = Fraction(frames_so_far - i * plan.transition_frames) / plan.fps
-        chains.append(
-            f"{video}[v{i}]xfade=transition=fade:duration={_seconds(overlap)}:"
-            f"offset={_seconds(offset)}{video_out}"
-        )
-        video = video_out
-        if with_audio:
-            audio_out = "[ajoined]" if last else f"[ax{i}]"
-            chains.append(f"{audio}[a{i}]acrossfade=ns={overlap_samples}:c1=tri:c2=tri{audio_out}")
-            audio = audio_out
-        frames_so_far += plan.clips[i].frames
+    for i in range(count):
+        pieces = _pieces(plan, i)
+        for kind in kinds:
+            chains.append(_split(f"{kind}{i}", pieces, kind == "a", plan.fps))
+        if "head" in pieces:
+            chains.append(
+                f"[v{i - 1}tail][v{i}head]xfade=transition=fade:duration={overlap}:offset=0[vx{i}]"
+            )
+            if with_audio:
+                chains.append(
+                    f"[a{i - 1}tail][a{i}head]acrossfade=ns={overlap_samples}:c1=tri:c2=tri[ax{i}]"
+                )
+            segments.append("".join(f"[{kind}x{i}]" for kind in kinds))
+        if "body" in pieces:
+            segments.append("".join(f"[{kind}{i}body]" for kind in kinds))
+    outputs = "".join(f"[{kind}joined]" for kind in kinds)
+    chains.append(f"{''.join(segments)}concat=n={len(segments)}:v=1:a={int(with_audio)}{outputs}")
     return chains
 
 

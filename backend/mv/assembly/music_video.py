@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -272,14 +273,51 @@ def _plan(
     return plan, resolved, defaults_applied
 
 
+@dataclass(frozen=True)
+class PreparedRender:
+    """A request checked against its clips and song, ready for ffmpeg."""
+
+    clips: list[StoredVideo]
+    song: StoredAudio | None
+    plan: RenderPlan
+    stream_copy: bool
+    parameters_used: dict[str, Any]
+    defaults_applied: list[str]
+
+    def command(self, output: Path) -> tuple[list[str], bytes | None]:
+        """ffmpeg's arguments writing to `output`, and what its stdin must receive."""
+        if self.stream_copy:
+            return stream_copy_args(output), concat_list([clip.path for clip in self.plan.clips])
+        return encode_args(self.plan, output), None
+
+
+async def prepare_render(request: AssembleVideoRequest, store: ArtifactStore) -> PreparedRender:
+    """Every check of a request, before any wait: 404 naming each unknown id, 400 naming each
+    clip ffmpeg cannot read and every option the clips or the song cannot take."""
+    clips = await _stored_clips(request.video_ids, store)
+    song = await find_song(request.audio_id, store) if request.audio_id is not None else None
+    probes = await _probed(clips, store)
+    plan, resolved, defaults_applied = _plan(request, probes, clips, song, store)
+    stream_copy = can_stream_copy(
+        probes,
+        width=plan.width,
+        height=plan.height,
+        fps=plan.fps,
+        transition=plan.transition,
+        audio_mode=plan.audio_mode,
+        fade_out_seconds=plan.fade_out_seconds,
+    )
+    return PreparedRender(clips, song, plan, stream_copy, resolved, defaults_applied)
+
+
 async def _render(
-    plan: RenderPlan,
-    stream_copy: bool,
+    prepared: PreparedRender,
     output: Path,
     *,
     timeout_seconds: float,
     on_progress: ProgressReport | None,
 ) -> None:
+    plan = prepared.plan
     last_percent = [-1]
 
     async def report(seconds: float) -> None:
@@ -290,11 +328,7 @@ async def _render(
             last_percent[0] = percent
             await on_progress("rendering", percent, {"out_time_seconds": round(seconds, 3)})
 
-    if stream_copy:
-        args = stream_copy_args(output)
-        stdin_data: bytes | None = concat_list([clip.path for clip in plan.clips])
-    else:
-        args, stdin_data = encode_args(plan, output), None
+    args, stdin_data = prepared.command(output)
     try:
         await run_ffmpeg(
             args, stdin_data=stdin_data, on_progress=report, timeout_seconds=timeout_seconds
@@ -338,26 +372,14 @@ async def assemble_video(
             return _answer(video_id, metadata, store, video_url_for)
         await store.delete(key)
 
-    clips = await _stored_clips(request.video_ids, store)
-    song = await find_song(request.audio_id, store) if request.audio_id is not None else None
-    probes = await _probed(clips, store)
-    plan, resolved, defaults_applied = _plan(request, probes, clips, song, store)
-    stream_copy = can_stream_copy(
-        probes,
-        width=plan.width,
-        height=plan.height,
-        fps=plan.fps,
-        transition=plan.transition,
-        audio_mode=plan.audio_mode,
-        fade_out_seconds=plan.fade_out_seconds,
-    )
+    prepared = await prepare_render(request, store)
+    plan, clips, song = prepared.plan, prepared.clips, prepared.song
     async with store.publishing(key, sidecar=sidecar_key):
         async with limiter.slot(RENDER_LANE) as ticket:
             await store.check_writable(min_free_bytes)
             async with store.staging(key) as output:
                 await _render(
-                    plan,
-                    stream_copy,
+                    prepared,
                     output,
                     timeout_seconds=render_timeout_seconds,
                     on_progress=on_progress,
@@ -373,9 +395,9 @@ async def assemble_video(
             height=plan.height,
             fps=round(float(plan.fps), 3),
             has_audio=plan.has_audio,
-            render="stream_copy" if stream_copy else "encode",
-            parameters_used=resolved,
-            defaults_applied=defaults_applied,
+            render="stream_copy" if prepared.stream_copy else "encode",
+            parameters_used=prepared.parameters_used,
+            defaults_applied=prepared.defaults_applied,
             file_size_bytes=digest.size_bytes,
             sha256=digest.sha256,
             generation_timestamp=utc_now_iso(),
