@@ -313,39 +313,40 @@ def run_benchmark(config: BenchConfig) -> dict[str, Any]:
     # Every queue must be wider than the load, or we would measure the semaphore's queue.
     max_concurrent = max(config.requests, config.stream_clips, config.scenes_concurrent) + 1
     with tempfile.TemporaryDirectory(prefix="mv-bench-") as scratch:
-        if chosen & LOAD_SECTIONS:
-            with running_stack(
-                latency_seconds=config.latency_seconds,
-                clip_bytes=config.clip_bytes,
+
+        def stack(name: str, *, latency_seconds: float, clip_bytes: int) -> Any:
+            """A fresh stack for `name`'s sections, its logs kept under that name."""
+            return running_stack(
+                latency_seconds=latency_seconds,
+                clip_bytes=clip_bytes,
                 max_concurrent=max_concurrent,
                 poll_interval_seconds=config.poll_interval_seconds,
-                work_dir=Path(scratch) / "load",
-                keep_logs_in=logs_folder(config) / "load",
-            ) as stack:
-                _merge(results, asyncio.run(_load_sections(stack, config)))
+                work_dir=Path(scratch) / name,
+                keep_logs_in=logs_folder(config) / name,
+            )
+
+        if chosen & LOAD_SECTIONS:
+            with stack(
+                "load", latency_seconds=config.latency_seconds, clip_bytes=config.clip_bytes
+            ) as load:
+                _merge(results, asyncio.run(_load_sections(load, config)))
         if chosen & LARGE_FILE_SECTIONS:
             big_clips = bool(chosen & {"memory", "get_video"})
-            with running_stack(
+            with stack(
+                "large-files",
                 latency_seconds=config.large_file_latency_seconds,
                 clip_bytes=config.big_clip_bytes if big_clips else config.clip_bytes,
-                max_concurrent=max_concurrent,
-                poll_interval_seconds=config.poll_interval_seconds,
-                work_dir=Path(scratch) / "large-files",
-                keep_logs_in=logs_folder(config) / "large-files",
-            ) as stack:
-                _merge(results, asyncio.run(_large_file_sections(stack, config)))
+            ) as large_files:
+                _merge(results, asyncio.run(_large_file_sections(large_files, config)))
         if "assembly" in chosen:
-            with running_stack(
+            with stack(
+                "assembly",
                 latency_seconds=config.large_file_latency_seconds,
                 clip_bytes=config.clip_bytes,
-                max_concurrent=max_concurrent,
-                poll_interval_seconds=config.poll_interval_seconds,
-                work_dir=Path(scratch) / "assembly",
-                keep_logs_in=logs_folder(config) / "assembly",
-            ) as stack:
+            ) as assembly:
                 results["assembly"] = asyncio.run(
                     assembly_speed(
-                        stack,
+                        assembly,
                         clips=config.assembly_clips,
                         clip_seconds=config.assembly_clip_seconds,
                         size=config.assembly_size,
