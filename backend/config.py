@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     mv_max_queued_generations: int = Field(default=256, ge=0)
     mv_max_reference_image_bytes: int = Field(default=10 * MIB, gt=0)
     mv_min_free_bytes: int = Field(default=GIB, ge=0)
+    mv_max_audio_bytes: int = Field(default=50 * MIB, gt=0)
+    mv_max_audio_seconds: float = Field(default=600.0, gt=0)
+    mv_max_concurrent_renders: int = Field(default=1, ge=1)
     mv_cors_origins: str = "*"
     mv_database_url: str = ""
     """Empty: a SQLite file `mv.sqlite3` in `mv_output_dir`."""

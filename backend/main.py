@@ -30,7 +30,7 @@ from backend.jobs.submission import Shutdown
 from backend.logging_setup import configure_logging
 from backend.mv.configuration import CONFIG_DIR, ConfigError, MVConfigs, load_configs
 from backend.mv.runtime import build_runtime
-from backend.routers import jobs, mv
+from backend.routers import assembly, jobs, mv
 
 logger = logging.getLogger("backend")
 
@@ -38,6 +38,9 @@ SERVICE_VERSION = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["pro
 """The project's version, read from pyproject.toml: the project is not installed as a
 package, so the installed-distribution metadata has none."""
 
+ROUTERS = (mv.router, jobs.router, assembly.router)
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+"""Room for an upload's multipart boundaries and part headers beside the file itself."""
 SERVICE_ENDPOINTS = {
     "health": "/health",
     "docs": "/docs",
@@ -51,7 +54,7 @@ def endpoints() -> dict[str, str]:
     each path is written once, on its route."""
     named = {
         route.name: route.path
-        for router in (mv.router, jobs.router)
+        for router in ROUTERS
         for route in router.routes
         if isinstance(route, APIRoute) and route.name.startswith("mv_")
     }
@@ -98,8 +101,8 @@ def create_app(settings: Settings | None = None, *, config_dir: Path = CONFIG_DI
     )
     app.state.shutdown = Shutdown(settings.mv_shutdown_grace_seconds)
     install_error_handlers(app)
-    app.include_router(mv.router)
-    app.include_router(jobs.router)
+    for router in ROUTERS:
+        app.include_router(router)
     _add_service_routes(app)
 
     def loaded_configs() -> MVConfigs:
@@ -109,7 +112,14 @@ def create_app(settings: Settings | None = None, *, config_dir: Path = CONFIG_DI
     install_config_aware_openapi(app, loaded_configs)
     if settings.api_keys:
         app.add_middleware(ApiKeyMiddleware, api_keys=settings.api_keys)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.mv_max_request_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.mv_max_request_bytes,
+        limits_by_path={
+            app.url_path_for("mv_upload_audio"): settings.mv_max_audio_bytes
+            + MULTIPART_OVERHEAD_BYTES
+        },
+    )
     app.add_middleware(UnexpectedErrorMiddleware)
     # Outside every answer the app makes (413, 401 and 500 included), so each carries the
     # CORS headers a browser needs to read it; inside the request id, which its own

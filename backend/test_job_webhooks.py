@@ -28,7 +28,7 @@ def receiver() -> Iterator[WebhookReceiver]:
         yield started
 
 
-def webhook_settings(tmp_path: Path, **overrides: object):  # noqa: ANN201 - Settings
+def webhook_settings(tmp_path: Path, **overrides: object):
     return make_settings(
         tmp_path,
         mv_mock_mode=True,

@@ -27,6 +27,7 @@ KNOWN_CODES = {
     503: {"BACKEND_NOT_CONFIGURED", "SERVER_BUSY"},
     504: {"GENERATION_TIMEOUT"},
     507: {"INSUFFICIENT_STORAGE"},
+    500: {"INTERNAL_ERROR"},
 }
 
 
@@ -36,15 +37,26 @@ async def mock_app(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, dic
         yield client, (await client.get("/openapi.json")).json()
 
 
+NEEDS_STORED_IDS = {"/api/mv/assemble_video"}
+"""Its example names clips the reader must have made first: it cannot succeed as it stands."""
+
+
 def post_operations(schema: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    return [(path, item["post"]) for path, item in schema["paths"].items() if "post" in item]
+    """The POST operations with a JSON body (upload_audio takes a file)."""
+    return [
+        (path, item["post"])
+        for path, item in schema["paths"].items()
+        if "post" in item and "application/json" in item["post"]["requestBody"]["content"]
+    ]
 
 
 async def test_every_post_example_succeeds_in_mock_mode_every_time(
     mock_app: tuple[httpx.AsyncClient, dict[str, Any]],
 ) -> None:
     client, schema = mock_app
-    operations = post_operations(schema)
+    operations = [
+        (path, op) for path, op in post_operations(schema) if path not in NEEDS_STORED_IDS
+    ]
     assert len(operations) == 3
     for path, operation in operations:
         examples = operation["requestBody"]["content"]["application/json"]["examples"]
@@ -53,6 +65,17 @@ async def test_every_post_example_succeeds_in_mock_mode_every_time(
             for attempt in (1, 2):
                 response = await client.post(path, json=example["value"])
                 assert response.status_code == 200, (path, attempt, response.text)
+
+
+async def test_examples_naming_stored_ids_are_valid_requests_for_ids_not_stored(
+    mock_app: tuple[httpx.AsyncClient, dict[str, Any]],
+) -> None:
+    client, schema = mock_app
+    for path in NEEDS_STORED_IDS:
+        content = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        for example in content["examples"].values():
+            response = await client.post(path, json=example["value"])
+            assert response.status_code == 404, (path, response.text)
 
 
 async def test_error_examples_carry_the_error_code_of_their_status(

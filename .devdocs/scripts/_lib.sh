@@ -150,3 +150,25 @@ if metadata["parameters_not_applied"]:
     print(f"  not applied: {json.dumps(metadata['parameters_not_applied'])}")
 PY
 }
+
+# make_song FILE SECONDS: a song of sine tones (440, 550, 660 Hz, changing every 10 s) made
+# with the ffmpeg of the project's imageio-ffmpeg wheel (run from the repository, via uv).
+make_song() {
+  (cd "$(dirname "${BASH_SOURCE[0]}")/../.." && uv run --quiet python - "$1" "$2" <<'PY'
+import subprocess, sys
+import imageio_ffmpeg
+path, seconds = sys.argv[1], sys.argv[2]
+tone = "if(gte(t,20),660,if(gte(t,10),550,440))"
+subprocess.run(
+    [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-f", "lavfi",
+     "-i", f"aevalsrc='0.4*sin(2*PI*{tone}*t)':s=48000:d={seconds}", "-ac", "2", path],
+    check=True,
+)
+PY
+  )
+}
+
+# upload_song FILE BODY_OUT HEADERS_OUT: POST /api/mv/upload_audio (multipart field `file`).
+upload_song() {
+  api POST "$BASE_URL/api/mv/upload_audio" "$2" "$3" -F "file=@$1"
+}

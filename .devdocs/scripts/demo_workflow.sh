@@ -4,7 +4,10 @@
 #   2. generate_character_reference (the main character)
 #   3. generate_video once per scene, all at the same time (background curl jobs), each with
 #      its own Idempotency-Key and the character passed by reference_image_id
-#   4. download every clip, check it against its sha256, and print where every file is.
+#   4. download every clip and check it against its sha256
+#   5. upload a song (SONG_FILE, or 60 s of generated tones), assemble_video: the clips that
+#      succeeded, crossfaded over the song, faded out at the end; download the music video
+#      and print where every file is.
 #
 #   .devdocs/scripts/demo_workflow.sh [BASE_URL]            (default http://localhost:8000)
 #
@@ -22,6 +25,8 @@
 #   MOCK_FAILURE SCENE:MARKER, e.g. `2:[mock:rate_limit]`: appends a mock failure marker to that
 #                scene's prompt, to watch the error handling (mock mode only; see
 #                .devdocs/v1/client-impl-notes.md)
+#   SONG_FILE    your own MP3/WAV/M4A/OGG/FLAC for step 5 (default: generated with the
+#                project's ffmpeg through `uv run`)
 #   API_KEY, CURL_MAX_TIME (default 900 s per request)
 # Exits non-zero when any step or any clip failed (the clips that succeeded are still saved).
 set -euo pipefail
@@ -180,6 +185,44 @@ for number in $(seq 1 "$scene_count"); do
 done
 echo
 
+# ---- 5. the music video: a song, and the clips that succeeded joined with it
+echo "5. music video"
+# shellcheck disable=SC2086 # $failed is a list of numbers, split on purpose
+clip_ids=$(python3 - "$OUT_DIR" "$scene_count" $failed <<'PY'
+import json, os, sys
+out_dir, scene_count, failed = sys.argv[1], int(sys.argv[2]), set(sys.argv[3:])
+print(json.dumps([
+    json.load(open(os.path.join(out_dir, f"scene-{n}.response.json")))["video_id"]
+    for n in range(1, scene_count + 1) if str(n) not in failed
+]))
+PY
+)
+if [[ "$clip_ids" == "[]" ]]; then
+  log "   no clip to assemble"
+else
+  step_started=$(now)
+  song="${SONG_FILE:-$OUT_DIR/song.mp3}"
+  [[ -n "${SONG_FILE:-}" ]] || make_song "$song" 60
+  upload_song "$song" "$OUT_DIR/song.response.json" "$OUT_DIR/song.headers.txt"
+  audio_id=$(json_get "$OUT_DIR/song.response.json" audio_id)
+  echo "   song: audio_id $audio_id, $(json_get "$OUT_DIR/song.response.json" duration_seconds) s"
+  body=$(to_json video_ids:="$clip_ids" audio_id="$audio_id" transition=crossfade \
+    transition_seconds:=0.5 fade_out_seconds:=1.5)
+  response="$OUT_DIR/music-video.response.json"
+  post_json "$BASE_URL/api/mv/assemble_video" "$body" "$response" "$OUT_DIR/music-video.headers.txt"
+  music_video="$OUT_DIR/music-video.mp4"
+  api GET "$BASE_URL$(json_get "$response" video_url)" "$music_video" \
+    "$OUT_DIR/music-video.download_headers.txt"
+  if [[ "$(sha256_of "$music_video")" != "$(json_get "$response" metadata.sha256)" ]]; then
+    log "   the music video does not match its sha256"
+    exit 1
+  fi
+  echo "   video_id $(json_get "$response" video_id): $(json_get "$response" metadata.duration_seconds) s," \
+    "$(json_get "$response" metadata.render), $(file_size "$music_video") bytes," \
+    "in $(elapsed "$step_started") s"
+fi
+echo
+
 # ---- where everything is
 # shellcheck disable=SC2086 # $failed is a list of numbers, split on purpose
 python3 - "$OUT_DIR" "$scene_count" $failed <<'PY'
@@ -221,6 +264,17 @@ for number in range(1, scene_count + 1):
         "server_file": clip["video_path"], "local_file": local,
         "processing_time_seconds": clip["metadata"]["processing_time_seconds"],
     })
+music_video = os.path.join(out_dir, "music-video.response.json")
+if os.path.exists(music_video):
+    assembled = load("music-video.response.json")
+    local = os.path.join(out_dir, "music-video.mp4")
+    manifest["music_video"] = {
+        "video_id": assembled["video_id"], "video_url": assembled["video_url"],
+        "server_file": assembled["video_path"], "local_file": local,
+        "duration_seconds": assembled["metadata"]["duration_seconds"],
+    }
+    rows.append(("music video (server)", assembled["video_path"]))
+    rows.append(("music video (local)", local))
 rows.append(("manifest (local)", os.path.join(out_dir, "manifest.json")))
 width = max(len(label) for label, _ in rows)
 print("Files")

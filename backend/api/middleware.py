@@ -130,22 +130,29 @@ class BodySizeLimitMiddleware:
 
     A declared Content-Length is checked up front; a chunked body is counted as it arrives
     and the request is cut off at the limit, whatever the route would have answered.
+    `limits_by_path` gives single paths a limit of their own (an audio upload is larger
+    than any JSON body; its route enforces its exact limit while reading).
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, limits_by_path: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
-
-    def _too_large(self) -> PayloadTooLarge:
-        return PayloadTooLarge(f"Request body exceeds the limit of {self.max_bytes} bytes")
+        self.limits_by_path = limits_by_path or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.limits_by_path.get(scope["path"], self.max_bytes)
+
+        def too_large() -> PayloadTooLarge:
+            return PayloadTooLarge(f"Request body exceeds the limit of {max_bytes} bytes")
+
         declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await _send_error(scope, receive, send, self._too_large())
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            await _send_error(scope, receive, send, too_large())
             return
 
         received = 0
@@ -156,9 +163,9 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     exceeded = True
-                    raise self._too_large()
+                    raise too_large()
             return message
 
         async def send_unless_exceeded(message: Message) -> None:
@@ -171,7 +178,7 @@ class BodySizeLimitMiddleware:
             if not exceeded:
                 raise
         if exceeded:
-            await _send_error(scope, receive, send, self._too_large())
+            await _send_error(scope, receive, send, too_large())
 
 
 class ApiKeyMiddleware:

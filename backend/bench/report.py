@@ -17,6 +17,7 @@ TARGET_CLIP_BYTES = 5 * MIB
 TARGET_BIG_CLIP_BYTES = 200 * MIB
 TARGET_STREAM_CLIPS = 10
 TARGET_IDLE_CONNECTIONS = 2000
+TARGET_ASSEMBLY = {"assembly_clips": 12, "assembly_clip_seconds": 8.0, "assembly_fps": 24}
 NOT_AT_TARGET_MARK = "*"
 
 
@@ -59,8 +60,8 @@ class _Target:
     """A number, or the path of the figure to compare with (e.g. the request count)."""
     unit: str
     conditions: str
-    """Which parameters the target is defined at: "load", "stream", "big", "crowd" or
-    "any"."""
+    """Which parameters the target is defined at: "load", "stream", "big", "crowd",
+    "assembly" or "any"."""
 
 
 TARGETS = (
@@ -130,6 +131,42 @@ TARGETS = (
         "",
         "crowd",
     ),
+    _Target(
+        "assembly",
+        ("assembly", "service_over_ffmpeg_alone"),
+        "render speed, service / ffmpeg alone",
+        ">=",
+        0.9,
+        "",
+        "assembly",
+    ),
+    _Target(
+        "assembly",
+        ("assembly", "stream_copy_x_realtime"),
+        "stream copy through the service",
+        ">=",
+        100,
+        "x realtime",
+        "assembly",
+    ),
+    _Target(
+        "assembly",
+        ("assembly", "memory", "rss_peak_mib"),
+        "peak RSS, server + ffmpeg",
+        "<=",
+        400,
+        "MiB",
+        "assembly",
+    ),
+    _Target(
+        "assembly",
+        ("assembly", "health", "p99_ms"),
+        "/health p99 during a render",
+        "<=",
+        20,
+        "ms",
+        "assembly",
+    ),
 )
 
 _COMPARISONS: dict[str, Callable[[float, float], bool]] = {
@@ -148,7 +185,16 @@ def _conditions_met(parameters: dict[str, Any]) -> dict[str, bool]:
     big = parameters["big_clip_bytes"] == TARGET_BIG_CLIP_BYTES
     stream = big and parameters["stream_clips"] == TARGET_STREAM_CLIPS
     crowd = parameters["idle_connections"] == TARGET_IDLE_CONNECTIONS
-    return {"load": load, "big": big, "stream": stream, "crowd": crowd, "any": True}
+    assembly = all(parameters[name] == value for name, value in TARGET_ASSEMBLY.items())
+    assembly = assembly and tuple(parameters["assembly_size"]) == (1280, 720)
+    return {
+        "load": load,
+        "big": big,
+        "stream": stream,
+        "crowd": crowd,
+        "assembly": assembly,
+        "any": True,
+    }
 
 
 def evaluate_targets(parameters: dict[str, Any], sections: dict[str, Any]) -> list[Verdict]:
@@ -336,6 +382,40 @@ def _rows(parameters: dict[str, Any], sections: dict[str, Any]) -> Iterator[tupl
     idle = sections.get("idle_connections")
     if idle is not None:
         yield from _idle_rows(idle)
+    assembly = sections.get("assembly")
+    if assembly is not None:
+        yield from _assembly_rows(assembly)
+
+
+def _assembly_rows(run: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
+    section = "7 assembly"
+    shape = f"{run['clips']} x {run['clip_seconds']:g} s, {run['size']} {run['fps']} fps"
+    yield (
+        section,
+        f"crossfades + song ({shape}): output s per wall s, service",
+        f"{_number(run['service_output_seconds_per_second'])} "
+        f"({_number(run['service_wall_seconds'], 's')})",
+    )
+    yield (
+        section,
+        "the same command, ffmpeg alone",
+        f"{_number(run['ffmpeg_alone_output_seconds_per_second'])} "
+        f"({_number(run['ffmpeg_alone_wall_seconds'], 's')})",
+    )
+    yield section, "service / ffmpeg alone", _number(run["service_over_ffmpeg_alone"], digits=3)
+    yield (
+        section,
+        "stream copy: x realtime, service / ffmpeg alone",
+        f"{_number(run['stream_copy_x_realtime'], digits=0)} / "
+        f"{_number(run['stream_copy_alone_x_realtime'], digits=0)}",
+    )
+    yield (
+        section,
+        "/health p50 / p99 during the render",
+        f"{_number(run['health']['p50_ms'], digits=1)} / "
+        f"{_number(run['health']['p99_ms'], 'ms', 1)}",
+    )
+    yield section, "peak RSS, server + ffmpeg", _number(run["memory"]["rss_peak_mib"], "MiB", 1)
 
 
 def _idle_rows(idle: dict[str, Any]) -> Iterator[tuple[str, str, str]]:

@@ -7,7 +7,9 @@ Two stacks, each a fresh fake upstream and server:
 - the large-file stack (a short latency, clips of 200 MiB) for 3b, 4 and 5. Its server is
   fresh, so the RSS growth of 3b is not blurred by what section 1 left behind, and its
   short latency keeps 50 sequential create_scenes quick: the overhead (latency minus the
-  fake's latency) does not depend on L.
+  fake's latency) does not depend on L;
+- the assembly stack for 7 (issue 16): a fresh server whose only work is the render, so
+  its /health and RSS figures are the render's.
 
 The figures go to stdout as a table and to `--output` as JSON; progress goes to stderr.
 The exit status is 0 when the benchmark ran to the end, whatever the verdicts.
@@ -29,6 +31,7 @@ from types import FrameType
 from typing import Any
 
 from backend.bench import sections as bench
+from backend.bench.assembly import assembly_speed
 from backend.bench.processes import REPO_ROOT, Stack, running_stack
 from backend.bench.report import MIB, evaluate_targets, render_table
 from backend.mv.video_backends import VideoBackendName
@@ -36,7 +39,15 @@ from backend.mv.video_backends import VideoBackendName
 logger = logging.getLogger("backend.bench")
 
 BACKENDS = tuple(name.value for name in VideoBackendName if name != VideoBackendName.MOCK)
-SECTIONS = ("generate", "health", "memory", "get_video", "create_scenes", "idle_connections")
+SECTIONS = (
+    "generate",
+    "health",
+    "memory",
+    "get_video",
+    "create_scenes",
+    "idle_connections",
+    "assembly",
+)
 GENERATE_SECTIONS = {"generate", "health", "memory"}
 LOAD_SECTIONS = {*GENERATE_SECTIONS, "idle_connections"}
 LARGE_FILE_SECTIONS = {"memory", "get_video", "create_scenes"}
@@ -60,6 +71,10 @@ class BenchConfig:
     health_interval_seconds: float
     idle_connections: int
     idle_sample_seconds: float
+    assembly_clips: int
+    assembly_clip_seconds: float
+    assembly_size: tuple[int, int]
+    assembly_fps: int
     backends: tuple[str, ...]
     sections: tuple[str, ...]
     output: Path
@@ -79,6 +94,10 @@ ISSUE_PRESET: dict[str, Any] = {
     "health_interval_seconds": 0.05,
     "idle_connections": 2000,
     "idle_sample_seconds": 8.0,
+    "assembly_clips": 12,
+    "assembly_clip_seconds": 8.0,
+    "assembly_size": (1280, 720),
+    "assembly_fps": 24,
 }
 SMOKE_PRESET: dict[str, Any] = {
     **ISSUE_PRESET,
@@ -93,6 +112,9 @@ SMOKE_PRESET: dict[str, Any] = {
     "get_video_repeats": 1,
     "poll_interval_seconds": 0.1,
     "idle_sample_seconds": 1.0,
+    "assembly_clips": 3,
+    "assembly_clip_seconds": 2.0,
+    "assembly_size": (320, 180),
 }
 
 
@@ -165,6 +187,10 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
         dest="idle_sample_seconds",
         type=float,
         help="how long /health is sampled in section 6, below the 10 s header deadline (8)",
+    )
+    parser.add_argument("--assembly-clips", type=int, help="clips joined in section 7 (12)")
+    parser.add_argument(
+        "--assembly-clip-seconds", type=float, help="length of each clip in section 7 (8)"
     )
     parser.add_argument(
         "--backends",
@@ -287,27 +313,47 @@ def run_benchmark(config: BenchConfig) -> dict[str, Any]:
     # Every queue must be wider than the load, or we would measure the semaphore's queue.
     max_concurrent = max(config.requests, config.stream_clips, config.scenes_concurrent) + 1
     with tempfile.TemporaryDirectory(prefix="mv-bench-") as scratch:
-        if chosen & LOAD_SECTIONS:
-            with running_stack(
-                latency_seconds=config.latency_seconds,
-                clip_bytes=config.clip_bytes,
+
+        def stack(name: str, *, latency_seconds: float, clip_bytes: int) -> Any:
+            """A fresh stack for `name`'s sections, its logs kept under that name."""
+            return running_stack(
+                latency_seconds=latency_seconds,
+                clip_bytes=clip_bytes,
                 max_concurrent=max_concurrent,
                 poll_interval_seconds=config.poll_interval_seconds,
-                work_dir=Path(scratch) / "load",
-                keep_logs_in=logs_folder(config) / "load",
-            ) as stack:
-                _merge(results, asyncio.run(_load_sections(stack, config)))
+                work_dir=Path(scratch) / name,
+                keep_logs_in=logs_folder(config) / name,
+            )
+
+        if chosen & LOAD_SECTIONS:
+            with stack(
+                "load", latency_seconds=config.latency_seconds, clip_bytes=config.clip_bytes
+            ) as load:
+                _merge(results, asyncio.run(_load_sections(load, config)))
         if chosen & LARGE_FILE_SECTIONS:
             big_clips = bool(chosen & {"memory", "get_video"})
-            with running_stack(
+            with stack(
+                "large-files",
                 latency_seconds=config.large_file_latency_seconds,
                 clip_bytes=config.big_clip_bytes if big_clips else config.clip_bytes,
-                max_concurrent=max_concurrent,
-                poll_interval_seconds=config.poll_interval_seconds,
-                work_dir=Path(scratch) / "large-files",
-                keep_logs_in=logs_folder(config) / "large-files",
-            ) as stack:
-                _merge(results, asyncio.run(_large_file_sections(stack, config)))
+            ) as large_files:
+                _merge(results, asyncio.run(_large_file_sections(large_files, config)))
+        if "assembly" in chosen:
+            with stack(
+                "assembly",
+                latency_seconds=config.large_file_latency_seconds,
+                clip_bytes=config.clip_bytes,
+            ) as assembly:
+                results["assembly"] = asyncio.run(
+                    assembly_speed(
+                        assembly,
+                        clips=config.assembly_clips,
+                        clip_seconds=config.assembly_clip_seconds,
+                        size=config.assembly_size,
+                        fps=config.assembly_fps,
+                        health_interval_seconds=config.health_interval_seconds,
+                    )
+                )
     return {name: results[name] for name in SECTIONS if name in results}
 
 

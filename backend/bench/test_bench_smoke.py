@@ -36,6 +36,12 @@ NUMERIC_FIGURES = {
     "get_video": [("throughput_mib_s",), ("httpx_mib_s",)],
     "create_scenes": [("overhead_p50_ms",), ("overhead_p99_ms",)],
     "idle_connections": [("p50_ms",), ("p99_ms",), ("held",)],
+    "assembly": [
+        ("service_over_ffmpeg_alone",),
+        ("stream_copy_x_realtime",),
+        ("memory", "rss_peak_mib"),
+        ("health", "p99_ms"),
+    ],
 }
 
 

@@ -61,6 +61,13 @@ class MVError(Exception):
         return headers
 
 
+class RenderFailed(MVError):
+    """ffmpeg could not render a music video that passed every check: the server's fault
+    (500), its reason (ffmpeg's stderr) in the log, never in the answer."""
+
+    example = "The video could not be rendered (ffmpeg exited with status 1)"
+
+
 class ValidationFailed(MVError):
     status_code = 400
     error_code = "VALIDATION_ERROR"

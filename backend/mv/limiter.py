@@ -16,7 +16,7 @@ its durable queue already admitted (the queue is then what caps and bounds the l
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -98,14 +98,21 @@ async def _acquire_unless_gone(slots: asyncio.Semaphore, departure: Departure | 
 
 
 class GenerationLimiter:
-    def __init__(self, max_in_flight: int, max_queued: int) -> None:
+    """`max_in_flight` slots per lane, unless `lane_caps` gives a lane its own number (the
+    `render` lane: `MV_MAX_CONCURRENT_RENDERS`)."""
+
+    def __init__(
+        self, max_in_flight: int, max_queued: int, lane_caps: Mapping[str, int] | None = None
+    ) -> None:
         self.max_in_flight = max_in_flight
         self.max_queued = max_queued
+        self.lane_caps = dict(lane_caps or {})
         self._lanes: dict[str, _Lane] = {}
 
     def _lane(self, kind: str) -> _Lane:
         if kind not in self._lanes:
-            self._lanes[kind] = _Lane(asyncio.Semaphore(self.max_in_flight))
+            slots = self.lane_caps.get(kind, self.max_in_flight)
+            self._lanes[kind] = _Lane(asyncio.Semaphore(slots))
         return self._lanes[kind]
 
     @asynccontextmanager

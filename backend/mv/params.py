@@ -142,6 +142,17 @@ class SidecarFields(BaseModel):
     )
 
 
+def info_fields(sidecar: dict[str, Any], size_bytes: int | None) -> dict[str, Any]:
+    """What an artifact's `/info` answer says beside its id: size, creation time, whether the
+    file still exists (`size_bytes` None: only the sidecar survives) and the sidecar."""
+    return {
+        "file_size_bytes": size_bytes or 0,
+        "created_at": str(sidecar.get("created_at", "")),
+        "exists": size_bytes is not None,
+        "metadata": sidecar,
+    }
+
+
 ClientGone = Callable[[], Awaitable[bool]]
 """Asks whether the client that sent a request has disconnected (for the sidecar's record)."""
 

@@ -16,6 +16,7 @@ import replicate
 
 from backend.config import Settings
 from backend.mv import debug
+from backend.mv.assembly.music_video import RENDER_LANE
 from backend.mv.configuration import CONFIG_DIR, MVConfigs, load_configs
 from backend.mv.image_generator import ImageDrawer
 from backend.mv.limiter import GenerationLimiter
@@ -113,7 +114,9 @@ async def build_runtime(settings: Settings, *, config_dir: Path = CONFIG_DIR) ->
         configs=configs,
         store=store,
         limiter=GenerationLimiter(
-            settings.mv_max_concurrent_generations, settings.mv_max_queued_generations
+            settings.mv_max_concurrent_generations,
+            settings.mv_max_queued_generations,
+            lane_caps={RENDER_LANE: settings.mv_max_concurrent_renders},
         ),
         scene_writer=scene_writer,
         image_drawer=image_drawer,

@@ -27,6 +27,7 @@ from backend.mv.params import (
     choice_problems,
     client_left,
     generation_fields,
+    info_fields,
 )
 from backend.mv.providers import Provider
 from backend.mv.providers.tracking import UNTRACKED, UpstreamTracker
@@ -338,10 +339,4 @@ async def find_clip(raw_id: str, store: ArtifactStore) -> StoredVideo:
 
 async def video_info(raw_id: str, store: ArtifactStore) -> VideoInfo:
     stored = await find_video(raw_id, store)
-    return VideoInfo(
-        video_id=stored.video_id,
-        file_size_bytes=stored.size_bytes or 0,
-        created_at=str(stored.sidecar.get("created_at", "")),
-        exists=stored.size_bytes is not None,
-        metadata=stored.sidecar,
-    )
+    return VideoInfo(video_id=stored.video_id, **info_fields(stored.sidecar, stored.size_bytes))

@@ -169,16 +169,23 @@ async def staged_path(final_path: Path, staging: Path) -> AsyncIterator[Path]:
 
 
 @asynccontextmanager
+async def chunked_file(path: Path) -> AsyncIterator[ChunkedWriter]:
+    """A `ChunkedWriter` on a new file at `path`, made durable when the block succeeds and
+    closed however it ends."""
+    handle = await anyio.to_thread.run_sync(path.open, "xb")
+    try:
+        writer = ChunkedWriter(handle)
+        yield writer
+        await writer.finish()
+    finally:
+        await anyio.to_thread.run_sync(handle.close)
+
+
+@asynccontextmanager
 async def streaming_atomic_writer(final_path: Path, staging: Path) -> AsyncIterator[ChunkedWriter]:
     """A `ChunkedWriter` on a staged file; see `staged_path` for the guarantees."""
-    async with staged_path(final_path, staging) as temp:
-        handle = await anyio.to_thread.run_sync(temp.open, "xb")
-        try:
-            writer = ChunkedWriter(handle)
-            yield writer
-            await writer.finish()
-        finally:
-            await anyio.to_thread.run_sync(handle.close)
+    async with staged_path(final_path, staging) as temp, chunked_file(temp) as writer:
+        yield writer
 
 
 def sha256_of_bytes(data: bytes) -> str:

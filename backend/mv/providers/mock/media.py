@@ -8,15 +8,15 @@ and the atomic rename, which is why formats are always passed explicitly (the pa
 ``.tmp``).
 """
 
-import asyncio
 import functools
 import hashlib
 import textwrap
 from pathlib import Path
 
 import anyio.to_thread
-import imageio_ffmpeg
 from PIL import Image, ImageDraw, ImageFont
+
+from backend.mv.assembly.ffmpeg import FFmpegFailed, run_ffmpeg
 
 # About 512 px on the long side: big enough to look at, small enough to make in milliseconds.
 IMAGE_SIZES: dict[str, tuple[int, int]] = {
@@ -34,7 +34,6 @@ VIDEO_SIZES: dict[str, tuple[int, int]] = {
 VIDEO_FPS = 12
 
 _PILLOW_FORMATS = {"png": "PNG", "jpg": "JPEG"}
-_STDERR_TAIL_CHARS = 2000
 
 
 class MockMediaError(RuntimeError):
@@ -109,8 +108,6 @@ async def write_mock_video(
 
     # `fmt: skip` below keeps each ffmpeg flag on the same line as its value.
     args = [
-        _ffmpeg_exe(),
-        *("-nostdin", "-hide_banner", "-loglevel", "error", "-y"),
         "-f", "lavfi",
         "-i", f"testsrc2=size={width}x{height}:rate={VIDEO_FPS},"
               f"hue=h={hue_degrees}",
@@ -132,28 +129,7 @@ async def write_mock_video(
         "-metadata", f"title={label}",
         "-f", "mp4", str(path),
     ]  # fmt: skip
-    await _run_ffmpeg(args)
-
-
-@functools.cache
-def _ffmpeg_exe() -> str:
-    """The static ffmpeg bundled with imageio-ffmpeg (has libx264 and aac); looked up once."""
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-async def _run_ffmpeg(args: list[str]) -> None:
-    process = await asyncio.create_subprocess_exec(
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
     try:
-        _, stderr = await process.communicate()
-    finally:
-        if process.returncode is None:  # cancelled mid-encode: do not leave ffmpeg running
-            process.kill()
-            await process.wait()
-    if process.returncode != 0:
-        tail = stderr.decode("utf-8", "replace")[-_STDERR_TAIL_CHARS:].strip()
-        raise MockMediaError(f"ffmpeg exited with status {process.returncode}: {tail}")
+        await run_ffmpeg(args)
+    except FFmpegFailed as exc:
+        raise MockMediaError(str(exc)) from exc
