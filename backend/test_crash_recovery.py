@@ -40,6 +40,18 @@ async def assert_every_clip_is_served(client: httpx.AsyncClient, outputs: Path) 
     assert not temporaries(outputs)
 
 
+async def settled(client: httpx.AsyncClient) -> list[dict]:
+    """Every job once none is queued or running (jobs interrupted by a kill resume at the
+    restart, and their downloads make temporaries again meanwhile)."""
+    deadline = time.monotonic() + 120
+    while True:
+        jobs = (await client.get("/api/mv/jobs", params={"limit": 100})).json()["jobs"]
+        if all(job["status"] not in {"queued", "running"} for job in jobs):
+            return jobs
+        assert time.monotonic() < deadline, "interrupted jobs never finished"
+        await asyncio.sleep(0.1)
+
+
 def downloading(outputs: Path) -> bool:
     """A temporary file holds some of a download."""
     for path in temporaries(outputs):
@@ -94,6 +106,7 @@ async def test_sigkill_rounds_leave_only_servable_clips_and_no_temporaries(
         requests = 3 if mid_download else BATCH
         with running_server(env, log) as (base_url, process):
             async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+                await settled(client)
                 await assert_every_clip_is_served(client, outputs)
                 before = clips(outputs)
                 should_kill = moment_to_kill(kind, outputs, requests)
@@ -113,8 +126,13 @@ async def test_sigkill_rounds_leave_only_servable_clips_and_no_temporaries(
 
     with running_server(env, log) as (base_url, _):
         async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+            jobs = await settled(client)
             await assert_every_clip_is_served(client, outputs)
     assert clips(outputs), "no round left a whole clip to serve"
+    assert len(jobs) == sum(3 if kind == "mid-download" else BATCH for kind in ROUNDS)
+    assert {job["status"] for job in jobs} == {"succeeded"}, "an interrupted job was lost"
+    creates = len(fake_upstream.requests_for("replicate.create"))
+    assert creates == len(jobs), "a resumed job paid for a second prediction"
     assert "Traceback" not in log.read_text()
 
 

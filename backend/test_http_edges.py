@@ -276,30 +276,3 @@ def test_a_corrupt_image_sidecar_is_a_404_wherever_the_image_is_used(
     log = server.log.read_text("latin-1")
     assert log.count(f"character_reference/{image_id}.json") == 2
     assert CONTENT_MARKER not in log
-
-
-CORRUPT_RECORDS = {
-    **CORRUPT_DOCUMENTS,
-    "no-fields": b"{}",
-    "wrong-types": json.dumps(
-        {"request_sha256": 1, "stored_at": "yesterday", "body": CONTENT_MARKER}
-    ).encode(),
-}
-
-
-@pytest.mark.parametrize("record", CORRUPT_RECORDS.values(), ids=CORRUPT_RECORDS)
-def test_a_corrupt_idempotency_record_is_as_if_none_existed(server: Server, record: bytes) -> None:
-    key = {"Idempotency-Key": f"corrupt-{uuid.uuid4()}"}
-    request = {"prompt": "robot", "duration": 4}
-    records = server.outputs / "idempotency" / "generate_video"
-    with server.client() as client:
-        before = set(records.glob("*.json"))
-        first = client.post("/api/mv/generate_video", json=request, headers=key)
-        [stored] = set(records.glob("*.json")) - before
-        stored.write_bytes(record)
-        second = client.post("/api/mv/generate_video", json=request, headers=key)
-        third = client.post("/api/mv/generate_video", json=request, headers=key)
-    assert first.status_code == second.status_code == third.status_code == 200, second.text
-    assert second.json()["video_id"] != first.json()["video_id"]
-    assert third.json() == second.json()
-    assert_logged_without_content(server, stored.name)

@@ -128,8 +128,13 @@ async def test_a_webhook_url_without_a_secret_is_a_400(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["http://example.com/hook", "https://127.0.0.1/hook", "https://10.0.0.7/hook",
-     "https://user:pw@example.com/hook", "https://[::1]/hook"],
+    [
+        "http://example.com/hook",
+        "https://127.0.0.1/hook",
+        "https://10.0.0.7/hook",
+        "https://user:pw@example.com/hook",
+        "https://[::1]/hook",
+    ],
 )
 async def test_unsafe_webhook_targets_are_refused_at_submit(tmp_path: Path, url: str) -> None:
     settings = make_settings(tmp_path, mv_mock_mode=True, mv_webhook_secret=SECRET)

@@ -42,11 +42,13 @@ NEEDS_STORED_IDS = {"/api/mv/assemble_video"}
 
 
 def post_operations(schema: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """The POST operations with a JSON body (upload_audio takes a file)."""
+    """The POST operations with a JSON body (upload_audio takes a file, a job's cancel
+    none)."""
     return [
         (path, item["post"])
         for path, item in schema["paths"].items()
-        if "post" in item and "application/json" in item["post"]["requestBody"]["content"]
+        if "post" in item
+        and "application/json" in item["post"].get("requestBody", {}).get("content", {})
     ]
 
 

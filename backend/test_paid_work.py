@@ -56,6 +56,12 @@ def live_env(fake_upstream: FakeUpstream, outputs: Path, **extra: str) -> dict[s
     }
 
 
+def job_store_beside(outputs: Path) -> str:
+    """A job store outside a volume the test fills or makes read-only, as an operator would
+    place it (`MV_DATABASE_URL`): the test is about the artifact store."""
+    return f"sqlite:///{outputs.parent / 'jobs.sqlite3'}"
+
+
 def paid_creates(fake_upstream: FakeUpstream) -> int:
     return sum(len(fake_upstream.requests_for(route)) for route in PAID_CREATES)
 
@@ -115,7 +121,9 @@ async def test_a_full_volume_is_a_507_before_any_provider_call(
 ) -> None:
     with tmpfs(tmp_path / "outputs", "size=1m") as outputs:
         fill(outputs)
-        env = live_env(fake_upstream, outputs, MV_MIN_FREE_BYTES="0")
+        env = live_env(
+            fake_upstream, outputs, MV_MIN_FREE_BYTES="0", MV_DATABASE_URL=job_store_beside(outputs)
+        )
         with running_server(env, tmp_path / "server.log") as (base_url, _):
             await answers_507_and_pays_nothing(base_url, fake_upstream)
 
@@ -124,7 +132,9 @@ async def test_a_read_only_volume_is_a_507_before_any_provider_call(
     fake_upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     with tmpfs(tmp_path / "outputs", "ro,size=1m") as outputs:
-        env = live_env(fake_upstream, outputs, MV_MIN_FREE_BYTES="0")
+        env = live_env(
+            fake_upstream, outputs, MV_MIN_FREE_BYTES="0", MV_DATABASE_URL=job_store_beside(outputs)
+        )
         with running_server(env, tmp_path / "server.log") as (base_url, _):
             await answers_507_and_pays_nothing(base_url, fake_upstream)
 
@@ -202,26 +212,6 @@ async def test_a_request_beyond_the_queue_is_a_503_server_busy_and_pays_nothing(
 # ---- 4. a paid result survives a failed write after it
 
 
-async def test_a_keyed_answer_whose_record_cannot_be_written_is_delivered_and_paid_once(
-    fake_upstream: FakeUpstream, tmp_path: Path
-) -> None:
-    outputs = tmp_path / "outputs"
-    (outputs / "idempotency").mkdir(parents=True)
-    (outputs / "idempotency" / "generate_video").write_text("a file where a folder must go")
-    key = {"Idempotency-Key": "record-fails"}
-    log = tmp_path / "server.log"
-    with running_server(live_env(fake_upstream, outputs), log) as (base_url, _):
-        async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
-            first = await client.post(VIDEO, json=CLIP_REQUEST, headers=key)
-            again = await client.post(VIDEO, json=CLIP_REQUEST, headers=key)
-    assert first.status_code == 200, first.text
-    assert again.json()["video_id"] == first.json()["video_id"]
-    assert Path(first.json()["video_path"]).is_file()
-    assert (outputs / "videos" / f"{first.json()['video_id']}.json").is_file()
-    assert paid_creates(fake_upstream) == 1
-    assert "could not store the idempotency record" in log.read_text()
-
-
 async def test_a_clip_whose_sidecar_cannot_be_written_is_still_delivered(
     fake_upstream: FakeUpstream, tmp_path: Path
 ) -> None:
@@ -230,7 +220,9 @@ async def test_a_clip_whose_sidecar_cannot_be_written_is_still_delivered(
     fake_upstream.clip_bytes = volume_bytes - 4096
     log = tmp_path / "server.log"
     with tmpfs(tmp_path / "outputs", f"size={volume_bytes}") as outputs:
-        env = live_env(fake_upstream, outputs, MV_MIN_FREE_BYTES="0")
+        env = live_env(
+            fake_upstream, outputs, MV_MIN_FREE_BYTES="0", MV_DATABASE_URL=job_store_beside(outputs)
+        )
         with running_server(env, log) as (base_url, _):
             async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
                 response = await client.post(VIDEO, json=CLIP_REQUEST)
@@ -261,7 +253,8 @@ async def test_removing_the_output_folder_while_clips_download_loses_none(
     # is published yet (a clip published before the removal would go with the folder).
     staged = lambda: list((outputs / ".staging").glob("*.tmp"))  # noqa: E731
     published = lambda: list((outputs / "videos").glob("*.mp4"))  # noqa: E731
-    with running_server(live_env(fake_upstream, outputs), tmp_path / "server.log") as (url, _):
+    env = live_env(fake_upstream, outputs, MV_DATABASE_URL=job_store_beside(outputs))
+    with running_server(env, tmp_path / "server.log") as (url, _):
         async with httpx.AsyncClient(base_url=url, timeout=60) as client:
             pending = [
                 asyncio.create_task(client.post(VIDEO, json={**CLIP_REQUEST, "prompt": f"{i}"}))

@@ -3,7 +3,6 @@ crash safety and graceful shutdown. Faults come from the fake upstream or real s
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import time
@@ -113,7 +112,6 @@ async def test_keys_survive_a_restart(tmp_path: Path) -> None:
         again = await client.post(VIDEO, json=CLIP_REQUEST, headers=headers)
     assert again.json() == first.json()
     assert len(stored_clips(tmp_path)) == 1
-    assert list((tmp_path / "idempotency").rglob("*.json"))
 
 
 async def test_a_failed_request_stores_nothing_so_the_key_can_retry(
@@ -230,7 +228,6 @@ async def test_client_disconnect_keeps_the_paid_result(tmp_path: Path) -> None:
         sidecars = lambda: list((outputs / "videos").glob("*.json"))  # noqa: E731
         await wait_for(lambda: bool(sidecars()), within=15)
         sidecar = json.loads(sidecars()[0].read_text())
-        assert sidecar["client_disconnected"] is True
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
             again = await client.post(VIDEO, json=CLIP_REQUEST, headers=headers)
     assert again.status_code == 200
@@ -300,25 +297,23 @@ async def test_a_rejected_key_while_polling_ends_the_request_at_once(
     assert time.monotonic() - started < 10, "polling went on towards the 30 s deadline"
 
 
-async def test_shutdown_cancels_the_upstream_job_of_an_abandoned_keyed_request(
+async def test_shutdown_leaves_an_abandoned_keyed_job_to_resume_not_cancelled(
     fake_upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    fake_upstream.latency_seconds = 60
+    fake_upstream.latency_seconds = 3
     settings = live_settings(
-        tmp_path,
-        fake_upstream.base_url,
-        mv_poll_interval_seconds=0.05,
-        mv_generation_timeout_seconds=4,  # Prefer: wait=3, so polling starts after 3 s
+        tmp_path, fake_upstream.base_url, mv_poll_interval_seconds=0.05, mv_shutdown_grace_seconds=0
     )
-    started = time.monotonic()
+    headers = {"Idempotency-Key": "abandoned"}
     async with serve_app(settings) as (_, client):
-        abandoned = asyncio.create_task(
-            client.post(VIDEO, json=CLIP_REQUEST, headers={"Idempotency-Key": "abandoned"})
-        )
+        abandoned = asyncio.create_task(client.post(VIDEO, json=CLIP_REQUEST, headers=headers))
         await wait_for(lambda: bool(fake_upstream.requests_for("replicate.get")), within=10)
         abandoned.cancel()
-    assert time.monotonic() - started < 4, "the deadline, not the shutdown, would cancel"
-    assert len(fake_upstream.requests_for("replicate.cancel")) == 1
+    assert fake_upstream.requests_for("replicate.cancel") == []
+    async with serve_app(settings) as (_, client):
+        again = await client.post(VIDEO, json=CLIP_REQUEST, headers=headers)
+    assert again.status_code == 200, again.text
+    assert len(fake_upstream.requests_for("replicate.create")) == 1
 
 
 async def test_two_callers_using_the_same_key_do_not_share_answers(tmp_path: Path) -> None:
@@ -334,12 +329,17 @@ async def test_two_callers_using_the_same_key_do_not_share_answers(tmp_path: Pat
     assert alice.json()["video_id"] != bob.json()["video_id"]
 
 
-async def test_expired_idempotency_records_are_pruned_at_startup(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, mv_mock_mode=True)
+async def test_jobs_past_their_retention_are_deleted_with_their_keys(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, mv_mock_mode=True, mv_job_retention_hours=0.5 / 3600)
+    headers = {"Idempotency-Key": "old"}
     async with serve_app(settings) as (_, client):
-        await client.post(VIDEO, json=CLIP_REQUEST, headers={"Idempotency-Key": "old"})
-    [record] = (tmp_path / "idempotency").rglob("*.json")
-    a_day_and_more_ago = time.time() - 25 * 3600
-    os.utime(record, (a_day_and_more_ago, a_day_and_more_ago))
-    async with serve_app(settings):
-        assert not record.exists()
+        first = await client.post(VIDEO, json=CLIP_REQUEST, headers=headers)
+    await asyncio.sleep(0.6)
+    async with serve_app(settings) as (_, client):
+        await asyncio.sleep(0.2)
+        gone = await client.get(f"/api/mv/jobs/{first.headers['X-Job-ID']}")
+        again = await client.post(VIDEO, json=CLIP_REQUEST, headers=headers)
+    assert gone.status_code == 404
+    assert again.headers["X-Job-ID"] != first.headers["X-Job-ID"]
+    assert again.json()["video_id"] != first.json()["video_id"]
+    assert Path(first.json()["video_path"]).is_file(), "artifacts outlive their jobs"

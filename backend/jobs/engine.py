@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from backend.logging_setup import redact, request_id_var
 from backend.mv.errors import MVError
 from backend.mv.limiter import AdmittedByQueue
 from backend.mv.storage.identity import utc_now_iso
+from backend.mv.thread_pools import DECODING
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ QUEUE_POLL_SECONDS = 0.1
 """How often a lane's queue looks for jobs to start: about 50 ms added to each job."""
 MAX_EXECUTOR_THREADS = 16
 RETENTION_SWEEP_SECONDS = 3600.0
+QUEUE_WORKERS_WAIT_SECONDS = 2.0
 
 
 @dataclass
@@ -109,10 +112,19 @@ async def _run(job_id: str) -> str:
         url_path_for=context().url_path_for,
     )
     try:
-        response = await kind.run(kind.parse(row.request), context().runtime, run)
+        request = await DECODING.run(kind.parse, row.request)
+        response = await kind.run(request, context().runtime, run)
     except MVError as error:
-        log = logger.warning if error.status_code >= 500 else logger.info
-        log("job %s failed: %s: %s", job_id, error.error_code, error.message)
+        if error.status_code >= 500:
+            logger.warning(
+                "job %s failed: %s: %s",
+                job_id,
+                error.error_code,
+                error.message,
+                exc_info=error.__cause__,
+            )
+        else:
+            logger.info("job %s failed: %s: %s", job_id, error.error_code, error.message)
         return await _end_failed(job_id, _error_document(error), error.answer_headers())
     except Exception:
         logger.exception("job %s failed unexpectedly", job_id)
@@ -169,6 +181,20 @@ async def cancel_upstream_workflow(backend: str, provider_job_id: str) -> None:
     await _cancel_upstream(backend, provider_job_id)
 
 
+async def _queue_workers_started(names: set[str]) -> None:
+    """DBOS's queue manager starts a worker for a queue registered after launch within a
+    second; jobs submitted before that would wait for it, so startup waits instead. The
+    workers are found by their thread names (`queue-worker-<name>`, DBOS 3.4), and the wait
+    is bounded, so a later DBOS naming them otherwise only costs a slower start."""
+    deadline = time.monotonic() + QUEUE_WORKERS_WAIT_SECONDS
+    wanted = {f"queue-worker-{name}" for name in names}
+    while time.monotonic() < deadline:
+        if wanted <= {thread.name for thread in threading.enumerate()}:
+            return
+        await asyncio.sleep(0.02)
+    logger.warning("queue workers not seen after %.1f s", QUEUE_WORKERS_WAIT_SECONDS)
+
+
 def _quiet_dbos_logs() -> None:
     """DBOS logs through its own console handler; route it through ours (which scrubs keys
     and adds the request id) and keep only its warnings."""
@@ -216,6 +242,7 @@ class JobEngine:
             await DBOS.register_queue_async(
                 lane, worker_concurrency=cap, polling_interval_sec=QUEUE_POLL_SECONDS
             )
+        await _queue_workers_started(set(lanes(runtime)))
         await self._requeue_unfinished(store)
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_old_jobs(store))
         self.store = store

@@ -36,6 +36,7 @@ from backend.mv.thread_pools import ThreadPool
 T = TypeVar("T")
 
 JOB_STORE_POOL = ThreadPool("job_store", threads=8)
+SUBMIT_ATTEMPTS = 3
 
 metadata = sa.MetaData()
 
@@ -207,7 +208,18 @@ class JobRecords:
 
     def submit(self, new: NewJob, claim: IdempotencyClaim | None) -> Submitted:
         """Insert the job, or find the one its Idempotency-Key already names. A key whose
-        job failed or was canceled moves to the new job (compare-and-set on the key row)."""
+        job failed or was canceled moves to the new job (compare-and-set on the key row).
+
+        Two requests racing with one new key both read no key row; the key's primary key
+        lets one insert win, and the loser reads again and finds the winner's job."""
+        for _ in range(SUBMIT_ATTEMPTS - 1):
+            try:
+                return self._submit_once(new, claim)
+            except sa.exc.IntegrityError:
+                continue
+        return self._submit_once(new, claim)
+
+    def _submit_once(self, new: NewJob, claim: IdempotencyClaim | None) -> Submitted:
         now = time.time()
         with self.engine.begin() as connection:
             if claim is not None:
@@ -232,15 +244,18 @@ class JobRecords:
                     existing = self._row(connection, key_row.job_id)
                     if existing is not None and existing.status not in REUSABLE_KEY_STATUSES:
                         return Submitted(existing, created=False)
-                    connection.execute(
+                    moved = connection.execute(
                         idempotency_keys.update()
                         .where(
                             idempotency_keys.c.owner == claim.owner,
                             idempotency_keys.c.endpoint == claim.endpoint,
                             idempotency_keys.c.key_sha256 == claim.key_sha256,
+                            idempotency_keys.c.job_id == key_row.job_id,
                         )
                         .values(job_id=new.job_id, created_at=now)
-                    )
+                    ).rowcount
+                    if not moved:
+                        raise sa.exc.IntegrityError("key moved meanwhile", None, ValueError())
             connection.execute(
                 jobs.insert().values(
                     job_id=new.job_id,
@@ -382,6 +397,16 @@ class JobRecords:
                 .order_by(job_events.c.seq)
             ).all()
         return [(row.seq, row.data) for row in rows]
+
+    def last_event(self, job_id: str) -> tuple[int, str] | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(job_events.c.seq, job_events.c.data)
+                .where(job_events.c.job_id == job_id)
+                .order_by(job_events.c.seq.desc())
+                .limit(1)
+            ).first()
+        return None if row is None else (row.seq, row.data)
 
     def unfinished(self) -> list[sa.Row[Any]]:
         with self.engine.connect() as connection:

@@ -121,7 +121,7 @@ class Submission:
         await runtime.store.check_writable(runtime.settings.mv_min_free_bytes)
         lane = kind.lane(request, runtime)
         await self._admit(lane)
-        body = request.model_dump(mode="json")
+        body = await DECODING.run(lambda: request.model_dump(mode="json"))
         fingerprint = await DECODING.run(request_fingerprint, body)
         claim = None
         if self.key is not None:
@@ -192,7 +192,7 @@ class Submission:
 
     async def _client_left(self, row: Any, *, keyed: bool) -> None:
         if row.status == JobStatus.QUEUED and not keyed:
-            logger.info("client left while job %s waited for a slot; canceled unpaid", row.job_id)
+            logger.info("client left while job %s waited for a slot; dropped unpaid", row.job_id)
             await self.jobs.run(self.jobs.records.request_cancel, row.job_id)
             await engine.cancel(row.job_id)
         else:

@@ -6,6 +6,7 @@ beside a `<image_id>.json` sidecar, so `image_id` finds it again and two request
 same second never collide.
 """
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,13 +23,11 @@ from backend.mv.image_check import decoded_format
 from backend.mv.limiter import Slots
 from backend.mv.params import (
     CheckedText,
-    Client,
     GenerationMetadata,
     ParameterPlan,
     SidecarFields,
     apply_defaults,
     choice_problems,
-    client_left,
     generation_fields,
 )
 from backend.mv.providers import Provider
@@ -41,6 +40,8 @@ from backend.mv.thread_pools import DECODING
 CHOICE_FIELDS = ("aspect_ratio", "safety_filter_level", "person_generation", "output_format")
 REFERENCE_FOLDER = "character_reference"
 CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg"}
+
+logger = logging.getLogger(__name__)
 
 
 class GenerateCharacterReferenceRequest(BaseModel):
@@ -180,7 +181,6 @@ async def generate_character_reference_image(
     prompt_template: str,
     min_free_bytes: int,
     image_url_for: Callable[[str], str],
-    client: Client | None = None,
     tracker: UpstreamTracker = UNTRACKED,
     image_id: str | None = None,
 ) -> GenerateCharacterReferenceResponse:
@@ -195,6 +195,8 @@ async def generate_character_reference_image(
     it was given, so an attempt after a crash resumes the same provider job into the same
     id.
     """
+    if image_id is not None and (stored := await _stored_answer(image_id, store, image_url_for)):
+        return stored
     started = time.monotonic()
     debug.log_image_request_args(request)
     chosen, defaults_applied = _resolve_choices(request, params)
@@ -209,9 +211,8 @@ async def generate_character_reference_image(
     key = f"{REFERENCE_FOLDER}/{file_name}"
 
     sidecar_key = f"{REFERENCE_FOLDER}/{image_id}.json"
-    departure = client.departure if client else None
     async with store.publishing(key, sidecar=sidecar_key):
-        async with limiter.slot(f"images-{drawer.backend}", departure=departure) as ticket:
+        async with limiter.slot(f"images-{drawer.backend}") as ticket:
             await store.check_writable(min_free_bytes)
             await drawer.draw(request, prompt, plan, store, key, tracker)
 
@@ -237,7 +238,6 @@ async def generate_character_reference_image(
             sha256=image_sha256,
             created_at=metadata.generation_timestamp,
             prompt=prompt,
-            client_disconnected=await client_left(client),
             **metadata.model_dump(),
         )
         await keep_paid_result(
@@ -250,6 +250,28 @@ async def generate_character_reference_image(
         image_base64=await DECODING.run(base64_text.encode, image_bytes),
         output_file=store.uri(key),
         metadata=metadata,
+    )
+
+
+async def _stored_answer(
+    image_id: str, store: ArtifactStore, image_url_for: Callable[[str], str]
+) -> GenerateCharacterReferenceResponse | None:
+    """The answer for an image an earlier attempt of the same job stored whole before a
+    crash cut the attempt off: given again, not paid again."""
+    sidecar = await store.read_json(f"{REFERENCE_FOLDER}/{image_id}.json")
+    if sidecar is None:
+        return None
+    key = f"{REFERENCE_FOLDER}/{PurePosixPath(str(sidecar.get('file_name', ''))).name}"
+    image_bytes = await store.read_bytes(key)
+    if image_bytes is None:
+        return None
+    logger.info("image %s was stored by an earlier attempt; answering from it", image_id)
+    return GenerateCharacterReferenceResponse(
+        image_id=image_id,
+        image_url=image_url_for(image_id),
+        image_base64=await DECODING.run(base64_text.encode, image_bytes),
+        output_file=store.uri(key),
+        metadata=CharacterReferenceMetadata.model_validate(sidecar),
     )
 
 

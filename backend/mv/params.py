@@ -3,14 +3,13 @@ parameters reach the provider, and the metadata every stored artifact reports.""
 
 import time
 import unicodedata
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import AfterValidator, BaseModel, Field
 
 from backend.mv.errors import problem
-from backend.mv.limiter import Departure
 from backend.mv.storage.identity import utc_now_iso
 
 ALLOWED_CONTROL_CHARACTERS = {"\n", "\r", "\t"}
@@ -137,9 +136,6 @@ class SidecarFields(BaseModel):
 
     file_name: str
     created_at: str
-    client_disconnected: bool = Field(
-        description="Whether the client had gone when the paid result was stored"
-    )
 
 
 def info_fields(sidecar: dict[str, Any], size_bytes: int | None) -> dict[str, Any]:
@@ -151,22 +147,3 @@ def info_fields(sidecar: dict[str, Any], size_bytes: int | None) -> dict[str, An
         "exists": size_bytes is not None,
         "metadata": sidecar,
     }
-
-
-ClientGone = Callable[[], Awaitable[bool]]
-"""Asks whether the client that sent a request has disconnected (for the sidecar's record)."""
-
-
-@dataclass(frozen=True)
-class Client:
-    """The client waiting for a generation's answer, as far as a generator needs to know."""
-
-    has_left: ClientGone
-    departure: Departure | None = None
-    """Completes when the client disconnects. Set when its request must be dropped if that
-    happens while it still waits for a slot: without an Idempotency-Key nobody could
-    collect the result. None keeps the work going for whoever comes back for it."""
-
-
-async def client_left(client: Client | None) -> bool:
-    return client is not None and await client.has_left()

@@ -6,6 +6,7 @@ count, no empty description) before anything is stored. Each scene set gets its 
 so concurrent requests never overwrite each other.
 """
 
+import logging
 import re
 import time
 from contextlib import suppress
@@ -18,7 +19,7 @@ from backend.mv import debug
 from backend.mv.configuration import SceneParameters
 from backend.mv.errors import Conflict, ValidationFailed
 from backend.mv.limiter import Slots
-from backend.mv.params import CheckedText, Client, apply_defaults
+from backend.mv.params import CheckedText, apply_defaults
 from backend.mv.providers import Provider
 from backend.mv.providers.tracking import UNTRACKED, UpstreamTracker
 from backend.mv.storage.base import ArtifactStore, keep_paid_result
@@ -35,6 +36,8 @@ OPTIONAL_FIELDS = (
     "video_characteristics",
     "camera_angle",
 )
+
+logger = logging.getLogger(__name__)
 
 
 class Scene(BaseModel):
@@ -272,7 +275,6 @@ async def generate_scenes(
     defaults: SceneParameters,
     prompt_template: str,
     min_free_bytes: int,
-    client: Client | None = None,
     tracker: UpstreamTracker = UNTRACKED,
     scene_set_id: str | None = None,
 ) -> CreateScenesResponse:
@@ -293,11 +295,16 @@ async def generate_scenes(
 
     scene_set_id = scene_set_id or new_artifact_id()
     folder = _SceneSetFolder(store, scene_set_id, request.output_dir)
+    stored = await store.read_json(folder.key("scenes.json"))
+    if stored is not None and stored.get("metadata", {}).get("scene_set_id") == scene_set_id:
+        logger.info(
+            "scene set %s was stored by an earlier attempt; answering from it", scene_set_id
+        )
+        return CreateScenesResponse.model_validate(stored)
     await store.check_writable(min_free_bytes)
     await folder.reserve()
     try:
-        departure = client.departure if client else None
-        async with limiter.slot(f"scenes-{writer.backend}", departure=departure) as ticket:
+        async with limiter.slot(f"scenes-{writer.backend}") as ticket:
             scenes = await writer.write(prompt, request, used)
         json_key = folder.key("scenes.json")
         markdown_key = folder.key("scenes.md")

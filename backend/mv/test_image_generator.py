@@ -470,41 +470,18 @@ async def test_ten_concurrent_requests_get_distinct_ids_and_files(
 # ---- waiting for the prediction
 
 
-async def test_prediction_outliving_the_prefer_wait_is_polled_to_completion(
+async def test_a_prediction_is_created_without_holding_and_polled_to_completion(
     fake_upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     fake_upstream.latency_seconds = 1.3
     settings = live_settings(tmp_path, fake_upstream.base_url, mv_generation_timeout_seconds=3)
     async with serve_app(settings) as (_, client):
         body = await generate(client)
-    assert only_create(fake_upstream).headers["prefer"] == "wait=1"
+    assert "prefer" not in only_create(fake_upstream).headers, "a held create hides its id"
     polls = fake_upstream.requests_for("replicate.get")
     assert polls
     assert {poll.path for poll in polls} == {polls[0].path}
     assert Path(body["output_file"]).read_bytes() == served_bytes(fake_upstream)
-
-
-async def test_prediction_done_within_the_prefer_wait_needs_no_polling(
-    client: httpx.AsyncClient, fake_upstream: FakeUpstream
-) -> None:
-    await generate(client)
-    assert only_create(fake_upstream).headers["prefer"].startswith("wait=")
-    assert fake_upstream.requests_for("replicate.get") == []
-
-
-@pytest.mark.parametrize(
-    ("timeout_seconds", "prefer"),
-    [(600, "wait=1"), (5, "wait=1"), (1.5, None)],
-)
-async def test_prefer_wait_is_a_second_at_most_and_never_outlasts_the_deadline(
-    fake_upstream: FakeUpstream, tmp_path: Path, timeout_seconds: float, prefer: str | None
-) -> None:
-    settings = live_settings(
-        tmp_path, fake_upstream.base_url, mv_generation_timeout_seconds=timeout_seconds
-    )
-    async with serve_app(settings) as (_, client):
-        await generate(client)
-    assert only_create(fake_upstream).headers.get("prefer") == prefer
 
 
 @pytest.mark.parametrize(

@@ -20,12 +20,10 @@ from backend.mv.errors import NotFound, ValidationFailed, problem
 from backend.mv.limiter import Slots
 from backend.mv.params import (
     CheckedText,
-    Client,
     GenerationMetadata,
     SidecarFields,
     apply_defaults,
     choice_problems,
-    client_left,
     generation_fields,
     info_fields,
 )
@@ -230,7 +228,6 @@ async def generate_video(
     max_reference_image_bytes: int,
     min_free_bytes: int,
     video_url_for: Callable[[str], str],
-    client: Client | None = None,
     tracker: UpstreamTracker = UNTRACKED,
     video_id: str | None = None,
 ) -> GenerateVideoResponse:
@@ -245,6 +242,8 @@ async def generate_video(
     away. A job passes its `tracker` and the `video_id` it was given, so an attempt after
     a crash resumes the same provider job into the same id.
     """
+    if video_id is not None and (stored := await _stored_answer(video_id, store, video_url_for)):
+        return stored
     started = time.monotonic()
     debug.log_video_request_args(request)
     resolved, defaults_applied = _resolve(request, params)
@@ -265,10 +264,9 @@ async def generate_video(
 
     video_id = video_id or new_artifact_id()
     clip_key = f"{VIDEO_FOLDER}/{video_id}.mp4"
-    departure = client.departure if client else None
     sidecar_key = f"{VIDEO_FOLDER}/{video_id}.json"
     async with store.publishing(clip_key, sidecar=sidecar_key):
-        async with limiter.slot(f"video-{backend.name}", departure=departure) as ticket:
+        async with limiter.slot(f"video-{backend.name}") as ticket:
             await store.check_writable(min_free_bytes)
             outcome = await backend.generate(job, plan, store, clip_key, tracker)
         await tracker.stage("storing")
@@ -295,7 +293,6 @@ async def generate_video(
             created_at=metadata.generation_timestamp,
             full_prompt=job.full_prompt,
             provider_job_id=outcome.provider_job_id,
-            client_disconnected=await client_left(client),
             **metadata.model_dump(),
         )
         await keep_paid_result(
@@ -310,6 +307,24 @@ async def generate_video(
         video_path=store.uri(clip_key),
         video_url=video_url_for(video_id),
         metadata=metadata,
+    )
+
+
+async def _stored_answer(
+    video_id: str, store: ArtifactStore, video_url_for: Callable[[str], str]
+) -> GenerateVideoResponse | None:
+    """The answer for a clip an earlier attempt of the same job stored whole (clip and
+    sidecar) before a crash cut the attempt off: given again, not paid again."""
+    clip_key = f"{VIDEO_FOLDER}/{video_id}.mp4"
+    sidecar = await store.read_json(f"{VIDEO_FOLDER}/{video_id}.json")
+    if sidecar is None or await store.size(clip_key) is None:
+        return None
+    logger.info("video %s was stored by an earlier attempt; answering from it", video_id)
+    return GenerateVideoResponse(
+        video_id=video_id,
+        video_path=store.uri(clip_key),
+        video_url=video_url_for(video_id),
+        metadata=VideoMetadata.model_validate(sidecar),
     )
 
 

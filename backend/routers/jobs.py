@@ -163,6 +163,8 @@ async def job_events(
 async def _stream(
     jobs: JobStore, signals: Any, job_id: str, after: int | None
 ) -> AsyncIterator[str]:
+    """`after` None: the latest event first; otherwise every event after it. A job that has
+    ended always gets its final event, even to a client that says it saw it."""
     with signals.follow(job_id) as follower:
         events = await jobs.run(jobs.records.events_after, job_id, after or 0)
         if after is None:
@@ -170,9 +172,14 @@ async def _stream(
         idle = 0.0
         while True:
             for seq, data in events:
-                yield f"id: {seq}\nevent: job\ndata: {data}\n\n"
+                yield _event(seq, data)
                 after = seq
                 if json.loads(data)["status"] in FINAL_STATUSES:
+                    return
+            if not events and (last := await jobs.run(jobs.records.last_event, job_id)):
+                seq, data = last
+                if json.loads(data)["status"] in FINAL_STATUSES:
+                    yield _event(seq, data)
                     return
             started = asyncio.get_running_loop().time()
             await follower.changed()
@@ -183,3 +190,7 @@ async def _stream(
             elif idle >= KEEP_ALIVE_SECONDS:
                 idle = 0.0
                 yield ": keep-alive\n\n"
+
+
+def _event(seq: int, data: str) -> str:
+    return f"id: {seq}\nevent: job\ndata: {data}\n\n"

@@ -408,7 +408,6 @@ async def assemble_video(
             video_id=video_id,
             file_name=f"{video_id}.mp4",
             created_at=metadata.generation_timestamp,
-            client_disconnected=False,
             **metadata.model_dump(),
         )
         try:

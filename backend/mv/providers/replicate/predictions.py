@@ -1,9 +1,9 @@
 """Runs one Replicate prediction to completion under the request's deadline.
 
 The SDK's `async_wait` polls forever and its create is never retried, so the service owns
-both: the create is retried only on errors that prove no prediction exists, `Prefer: wait`
-holds the create at most a second (so the prediction id is known, recorded and cancellable
-at once: a crash after that never pays for a second prediction), polling survives
+both: the create is retried only on errors that prove no prediction exists, the create is
+never held open (no `Prefer: wait`: the prediction id comes back at once, is recorded and
+cancellable, so a crash after that never pays for a second prediction), polling survives
 transient errors without giving up the job, and a prediction still running at the deadline
 or at a cancel is cancelled upstream (not at shutdown: the next start resumes it).
 """
@@ -34,18 +34,11 @@ from backend.mv.storage.files import FileDigest
 
 logger = logging.getLogger(__name__)
 
-MAX_PREFER_WAIT_SECONDS = 1
 CANCEL_TIMEOUT_SECONDS = 10.0
 TERMINAL_STATUSES = {"succeeded", "failed", "canceled"}
 CONTENT_POLICY_MARKERS = ("flagged as sensitive", "(E005)", "content policy", "safety filter")
 
 _cancellations: set[asyncio.Task[None]] = set()
-
-
-def _prefer_wait_seconds(deadline: Deadline) -> int | None:
-    """Hold the create call a second at most, and never past the deadline."""
-    seconds = min(MAX_PREFER_WAIT_SECONDS, int(deadline.remaining() - 1))
-    return seconds if seconds >= 1 else None
 
 
 async def _cancel_quietly(client: replicate.Client, prediction_id: str) -> None:
@@ -112,7 +105,7 @@ async def _create_or_resume(
         return prediction
     prediction = await call_with_retries(
         lambda: client.models.predictions.async_create(
-            model=model, input=model_input, wait=_prefer_wait_seconds(deadline)
+            model=model, input=model_input
         ),
         errors=REPLICATE_ERRORS,
         backend=backend,
