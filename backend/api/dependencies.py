@@ -13,7 +13,6 @@ from backend.config import Settings
 from backend.jobs.records import JobStore
 from backend.mv.configuration import MVConfigs
 from backend.mv.image_generator import ImageDrawer
-from backend.mv.limiter import GenerationLimiter
 from backend.mv.scene_generator import SceneWriter
 from backend.mv.storage.base import ArtifactStore
 from backend.mv.video_backends import VideoBackends
@@ -42,7 +41,6 @@ async def get_job_store(request: Request) -> JobStore:
 get_settings = _from_runtime("settings")
 get_configs = _from_runtime("configs")
 get_store = _from_runtime("store")
-get_limiter = _from_runtime("limiter")
 get_scene_writer = _from_runtime("scene_writer")
 get_image_drawer = _from_runtime("image_drawer")
 get_video_backends = _from_runtime("video_backends")
@@ -52,7 +50,6 @@ JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ConfigsDep = Annotated[MVConfigs, Depends(get_configs)]
 StoreDep = Annotated[ArtifactStore, Depends(get_store)]
-LimiterDep = Annotated[GenerationLimiter, Depends(get_limiter)]
 SceneWriterDep = Annotated[SceneWriter, Depends(get_scene_writer)]
 ImageDrawerDep = Annotated[ImageDrawer, Depends(get_image_drawer)]
 VideoBackendsDep = Annotated[VideoBackends, Depends(get_video_backends)]

@@ -28,9 +28,11 @@ from backend.config import Settings
 from backend.jobs.database import create_engine, database_url, one_process
 from backend.jobs.kinds import KINDS, JobRun, lanes
 from backend.jobs.model import JobStatus, Progress, Stage
+from backend.jobs.outbox import WebhookOutbox
 from backend.jobs.records import JobRecords, JobStore
 from backend.jobs.signals import JobSignals
 from backend.jobs.tracker import JobTracker
+from backend.jobs.webhooks.sender import WebhookSender
 from backend.logging_setup import redact, request_id_var
 from backend.mv.errors import MVError
 from backend.mv.limiter import AdmittedByQueue
@@ -216,6 +218,8 @@ class JobEngine:
         self._sweeper: asyncio.Task[None] | None = None
         self.store: JobStore | None = None
         self.signals: JobSignals | None = None
+        self._outbox: WebhookOutbox | None = None
+        self._outbox_task: asyncio.Task[None] | None = None
 
     async def start(self, runtime: Any, url_path_for: Callable[..., str]) -> JobStore:
         global _context
@@ -245,6 +249,13 @@ class JobEngine:
         await _queue_workers_started(set(lanes(runtime)))
         await self._requeue_unfinished(store)
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_old_jobs(store))
+        if self.settings.mv_webhook_secret:
+            sender = WebhookSender(
+                self.settings.mv_webhook_secret,
+                allow_private=self.settings.mv_webhook_allow_private,
+            )
+            self._outbox = WebhookOutbox(store, signals, sender, self.settings)
+            self._outbox_task = asyncio.get_running_loop().create_task(self._outbox.run())
         self.store = store
         return store
 
@@ -268,8 +279,11 @@ class JobEngine:
         `running` in the store (no upstream cancel: `stopping`) and are recovered by DBOS
         at the next start."""
         global _context
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in (self._sweeper, self._outbox_task):
+            if task is not None:
+                task.cancel()
+        if self._outbox is not None:
+            await self._outbox.aclose()
         if _context is not None:
             if _context.running:
                 await asyncio.wait(set(_context.running), timeout=drain_seconds)

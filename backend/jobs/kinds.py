@@ -10,15 +10,25 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from backend.jobs.tracker import JobTracker
+from backend.mv.assembly.music_video import (
+    RENDER_LANE,
+    AssembleVideoRequest,
+    assemble_video,
+    prepare_render,
+)
 from backend.mv.image_generator import (
     GenerateCharacterReferenceRequest,
     check_image_request,
     generate_character_reference_image,
 )
 from backend.mv.limiter import Slots
-from backend.mv.providers.tracking import UpstreamTracker
 from backend.mv.scene_generator import CreateScenesRequest, check_scenes_request, generate_scenes
 from backend.mv.video_generator import GenerateVideoRequest, check_video_request, generate_video
+
+LOCAL_BACKEND = "ffmpeg"
+"""The `backend` of jobs that run here, at no provider's cost (and with nothing to cancel
+upstream)."""
 
 Runtime = Any
 """`backend.mv.runtime.Runtime` (not imported: the runtime builds the job engine)."""
@@ -30,7 +40,7 @@ class JobRun:
 
     artifact_id: str
     """The id the job's artifact is stored under, the same in every attempt."""
-    tracker: UpstreamTracker
+    tracker: JobTracker
     slots: Slots
     url_path_for: Callable[..., str]
 
@@ -118,6 +128,24 @@ async def _run_video(request: GenerateVideoRequest, runtime: Runtime, run: JobRu
     )
 
 
+async def _check_assembly(request: AssembleVideoRequest, runtime: Runtime) -> None:
+    await prepare_render(request, runtime.store)
+
+
+async def _run_assembly(request: AssembleVideoRequest, runtime: Runtime, run: JobRun) -> BaseModel:
+    return await assemble_video(
+        request,
+        store=runtime.store,
+        limiter=run.slots,
+        render_timeout_seconds=runtime.settings.mv_generation_timeout_seconds,
+        min_free_bytes=runtime.settings.mv_min_free_bytes,
+        video_url_for=run.url_for("mv_get_video", "video_id"),
+        video_id=run.artifact_id,
+        on_progress=run.tracker.report,
+        job_id=run.tracker.job_id,
+    )
+
+
 KINDS: dict[str, JobKind] = {
     kind.name: kind
     for kind in (
@@ -145,6 +173,14 @@ KINDS: dict[str, JobKind] = {
             check=_check_video,
             run=_run_video,
         ),
+        JobKind(
+            name="assemble_video",
+            request_model=AssembleVideoRequest,
+            lane=lambda _request, _runtime: RENDER_LANE,
+            backend=lambda _request, _runtime: LOCAL_BACKEND,
+            check=_check_assembly,
+            run=_run_assembly,
+        ),
     )
 }
 
@@ -157,4 +193,7 @@ def lanes(runtime: Runtime) -> dict[str, int]:
         f"images-{runtime.image_drawer.backend}",
         *(f"video-{backend.name}" for backend in runtime.video_backends.values()),
     }
-    return dict.fromkeys(sorted(names), cap)
+    return {
+        **dict.fromkeys(sorted(names), cap),
+        RENDER_LANE: runtime.settings.mv_max_concurrent_renders,
+    }

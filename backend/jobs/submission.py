@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from backend.jobs import engine
-from backend.jobs.kinds import KINDS
+from backend.jobs.kinds import KINDS, lanes
 from backend.jobs.model import FINAL_STATUSES, JobStatus
 from backend.jobs.records import (
     IdempotencyClaim,
@@ -30,6 +30,11 @@ from backend.jobs.records import (
     stored_headers,
 )
 from backend.jobs.signals import JobSignals
+from backend.jobs.webhooks.targets import (
+    WebhookFields,
+    check_webhook_fields,
+    effective_webhook_events,
+)
 from backend.logging_setup import request_id_var
 from backend.mv.errors import Conflict, ServerBusy, ValidationFailed
 from backend.mv.idempotency import MAX_KEY_LENGTH, key_sha256, request_fingerprint
@@ -117,7 +122,7 @@ class Submission:
         kind = KINDS[kind_name]
         runtime = self.runtime
         await kind.check(request, runtime)
-        webhook = None
+        webhook_events = await self._accept_webhook(request)
         await runtime.store.check_writable(runtime.settings.mv_min_free_bytes)
         lane = kind.lane(request, runtime)
         await self._admit(lane)
@@ -135,8 +140,8 @@ class Submission:
             request_sha256=fingerprint,
             request_id=request_id_var.get(),
             backend=kind.backend(request, runtime),
-            webhook_url=webhook.url if webhook else None,
-            webhook_events=webhook.events if webhook else None,
+            webhook_url=getattr(request, "webhook_url", None),
+            webhook_events=webhook_events,
         )
         submitted = await self.jobs.run(self.jobs.records.submit, new, claim)
         row = submitted.row
@@ -151,11 +156,23 @@ class Submission:
             return answer
         return await self._wait(row.job_id, keyed=claim is not None)
 
+    async def _accept_webhook(self, request: BaseModel) -> list[str] | None:
+        """The events to deliver, or None without a webhook; 400 for a target or a server
+        that cannot take one."""
+        if not isinstance(request, WebhookFields) or request.webhook_url is None:
+            return None
+        settings = self.runtime.settings
+        await check_webhook_fields(
+            request,
+            secret_configured=bool(settings.mv_webhook_secret),
+            allow_private=settings.mv_webhook_allow_private,
+        )
+        return list(effective_webhook_events(request.webhook_events))
+
     async def _admit(self, lane: str) -> None:
         """At most `cap + MV_MAX_QUEUED_GENERATIONS` jobs of a lane unfinished at once."""
-        settings = self.runtime.settings
         unfinished = await self.jobs.run(self.jobs.records.unfinished_in_lane, lane)
-        limit = settings.mv_max_concurrent_generations + settings.mv_max_queued_generations
+        limit = lanes(self.runtime)[lane] + self.runtime.settings.mv_max_queued_generations
         if unfinished >= limit:
             raise ServerBusy(
                 f"The {lane} queue is full ({unfinished} jobs waiting or running); "

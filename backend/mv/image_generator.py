@@ -16,6 +16,7 @@ from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, Field
 
+from backend.jobs.webhooks.targets import WebhookFields
 from backend.mv import base64_text, debug
 from backend.mv.configuration import ImageParams
 from backend.mv.errors import GenerationFailed, NotFound, ValidationFailed
@@ -44,7 +45,7 @@ CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg"}
 logger = logging.getLogger(__name__)
 
 
-class GenerateCharacterReferenceRequest(BaseModel):
+class GenerateCharacterReferenceRequest(WebhookFields):
     character_description: Annotated[
         str,
         Field(

@@ -16,10 +16,8 @@ import replicate
 
 from backend.config import Settings
 from backend.mv import debug
-from backend.mv.assembly.music_video import RENDER_LANE
 from backend.mv.configuration import CONFIG_DIR, MVConfigs, load_configs
 from backend.mv.image_generator import ImageDrawer
-from backend.mv.limiter import GenerationLimiter
 from backend.mv.providers import JobPolicy, Provider
 from backend.mv.providers.downloads import Downloader, download_session
 from backend.mv.providers.gemini.client import build_gemini_client, gemini_session
@@ -43,7 +41,6 @@ class Runtime:
     settings: Settings
     configs: MVConfigs
     store: ArtifactStore
-    limiter: GenerationLimiter
     scene_writer: SceneWriter
     image_drawer: ImageDrawer
     video_backends: VideoBackends
@@ -113,11 +110,6 @@ async def build_runtime(settings: Settings, *, config_dir: Path = CONFIG_DIR) ->
         settings=settings,
         configs=configs,
         store=store,
-        limiter=GenerationLimiter(
-            settings.mv_max_concurrent_generations,
-            settings.mv_max_queued_generations,
-            lane_caps={RENDER_LANE: settings.mv_max_concurrent_renders},
-        ),
         scene_writer=scene_writer,
         image_drawer=image_drawer,
         video_backends=video_backends,

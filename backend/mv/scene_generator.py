@@ -15,6 +15,7 @@ from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, Field, field_validator
 
+from backend.jobs.webhooks.targets import WebhookFields
 from backend.mv import debug
 from backend.mv.configuration import SceneParameters
 from backend.mv.errors import Conflict, ValidationFailed
@@ -45,7 +46,7 @@ class Scene(BaseModel):
     negative_description: str = Field(description="What must not appear in the clip")
 
 
-class CreateScenesRequest(BaseModel):
+class CreateScenesRequest(WebhookFields):
     idea: Annotated[
         str,
         Field(

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
+from backend.jobs.webhooks.targets import WebhookFields
 from backend.mv import debug
 from backend.mv.configuration import VideoParams
 from backend.mv.errors import NotFound, ValidationFailed, problem
@@ -41,7 +42,7 @@ VIDEO_FOLDER = "videos"
 MAX_BASE64_CHARS = 16 * 1024 * 1024
 
 
-class GenerateVideoRequest(BaseModel):
+class GenerateVideoRequest(WebhookFields):
     prompt: Annotated[
         str,
         Field(

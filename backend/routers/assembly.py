@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Request, Response
 
-from backend.api.dependencies import LimiterDep, SettingsDep, StoreDep
+from backend.api.dependencies import SettingsDep, StoreDep
 from backend.api.errors import ErrorResponse, error_responses
 from backend.api.json_body import JSONBodyRoute
 from backend.api.media import MediaResponse, media_response
@@ -20,8 +20,8 @@ from backend.mv.assembly.audio import (
 from backend.mv.assembly.music_video import (
     AssembleVideoRequest,
     AssembleVideoResponse,
-    assemble_video,
 )
+from backend.routers.mv import GENERATION_ERRORS, SubmissionDep
 
 router = APIRouter(
     prefix="/api/mv",
@@ -161,29 +161,15 @@ async def get_audio_info(audio_id: str, store: StoreDep) -> AudioInfo:
     name="mv_assemble_video",
     response_model=AssembleVideoResponse,
     summary="Join stored clips into one music video with a song",
-    responses=error_responses(400, 401, 404, 500, 503, 504, 507),
+    responses={**GENERATION_ERRORS, **error_responses(404, 500)},
 )
-async def assemble(
-    request: AssembleBody,
-    http_request: Request,
-    store: StoreDep,
-    limiter: LimiterDep,
-    settings: SettingsDep,
-) -> AssembleVideoResponse:
+async def assemble(request: AssembleBody, submission: SubmissionDep) -> Response:
     """The clips in order, cut or crossfaded, scaled to fit one size and frame rate (never
     stretched), with the song from `audio_offset_seconds`, cut to the video's length, and a
     fade to black at the end. H.264 yuv420p and AAC 48 kHz stereo, `+faststart`; joined
     without re-encoding (`metadata.render: "stream_copy"`) when nothing needs it. Served
-    by `get_video` like any clip. Waits for a render slot (`MV_MAX_CONCURRENT_RENDERS`)
-    show as `metadata.queue_wait_seconds`.
+    by `get_video` like any clip. Runs as a job (`X-Job-ID`; `Prefer: respond-async` for a
+    202, progress as `rendering` percent); waits for a render slot
+    (`MV_MAX_CONCURRENT_RENDERS`) show as `metadata.queue_wait_seconds`.
     """
-    return await assemble_video(
-        request,
-        store=store,
-        limiter=limiter,
-        render_timeout_seconds=settings.mv_generation_timeout_seconds,
-        min_free_bytes=settings.mv_min_free_bytes,
-        video_url_for=lambda video_id: http_request.app.url_path_for(
-            "mv_get_video", video_id=video_id
-        ),
-    )
+    return await submission.submit("assemble_video", request)

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from backend.jobs.webhooks.targets import WebhookFields
 from backend.mv.assembly.audio import StoredAudio, find_song
 from backend.mv.assembly.ffmpeg import FFmpegFailed, run_ffmpeg
 from backend.mv.assembly.graph import (
@@ -42,7 +43,7 @@ from backend.mv.errors import (
     ValidationFailed,
     problem,
 )
-from backend.mv.limiter import GenerationLimiter
+from backend.mv.limiter import Slots
 from backend.mv.params import SidecarFields, apply_defaults
 from backend.mv.storage.base import ArtifactStore
 from backend.mv.storage.files import FileDigest
@@ -69,7 +70,7 @@ ProgressReport = Callable[[str, int | None, dict[str, Any] | None], Awaitable[No
 `out_time` against the video's length."""
 
 
-class AssembleVideoRequest(BaseModel):
+class AssembleVideoRequest(WebhookFields):
     video_ids: list[Annotated[str, Field(max_length=64)]] = Field(
         min_length=1,
         max_length=MAX_CLIPS,
@@ -344,12 +345,13 @@ async def assemble_video(
     request: AssembleVideoRequest,
     *,
     store: ArtifactStore,
-    limiter: GenerationLimiter,
+    limiter: Slots,
     render_timeout_seconds: float,
     min_free_bytes: int,
     video_url_for: Callable[[str], str],
     video_id: str | None = None,
     on_progress: ProgressReport | None = None,
+    job_id: str | None = None,
 ) -> AssembleVideoResponse:
     """Render the music video `request` describes and store it; raises the service's errors.
 
@@ -403,6 +405,7 @@ async def assemble_video(
             generation_timestamp=utc_now_iso(),
             processing_time_seconds=round(time.monotonic() - started, 3),
             queue_wait_seconds=ticket.waited_seconds,
+            job_id=job_id,
         )
         sidecar = MusicVideoSidecar(
             video_id=video_id,

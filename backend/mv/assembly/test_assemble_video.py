@@ -93,7 +93,7 @@ async def test_crossfaded_mixed_clips_over_a_song_last_the_formula_and_carry_the
     assert metadata["kind"] == "music_video"
     assert metadata["render"] == "encode"
     assert metadata["video_ids"] == clips
-    assert metadata["job_id"] is None
+    assert uuid.UUID(metadata["job_id"])
     assert (metadata["width"], metadata["height"], metadata["fps"]) == (640, 360, 24)
     assert metadata["duration_seconds"] == pytest.approx(expected_seconds, abs=1 / 24)
     assert "fps" in metadata["defaults_applied"]

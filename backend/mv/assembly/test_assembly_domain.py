@@ -14,7 +14,7 @@ from backend.mv.assembly.graph import ClipInput, RenderPlan, frame_rate, whole_f
 from backend.mv.assembly.music_video import AssembleVideoRequest, assemble_video
 from backend.mv.assembly.probe import parse_probe
 from backend.mv.errors import GenerationTimeout
-from backend.mv.limiter import GenerationLimiter
+from backend.mv.limiter import AdmittedByQueue
 from backend.mv.storage.local import LocalStore
 from backend.testing.media_makers import make_clip, store_clip
 
@@ -23,7 +23,7 @@ def assemble(store: LocalStore, request: AssembleVideoRequest, **options: Any) -
     return assemble_video(
         request,
         store=store,
-        limiter=GenerationLimiter(4, 16, lane_caps={"render": 1}),
+        limiter=AdmittedByQueue(0.0),
         render_timeout_seconds=options.pop("render_timeout_seconds", 60),
         min_free_bytes=0,
         video_url_for=lambda video_id: f"/videos/{video_id}",

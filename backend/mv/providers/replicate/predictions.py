@@ -104,9 +104,7 @@ async def _create_or_resume(
         logger.info("resuming prediction %s, status %s", prediction.id, prediction.status)
         return prediction
     prediction = await call_with_retries(
-        lambda: client.models.predictions.async_create(
-            model=model, input=model_input
-        ),
+        lambda: client.models.predictions.async_create(model=model, input=model_input),
         errors=REPLICATE_ERRORS,
         backend=backend,
         max_attempts=policy.max_attempts,
