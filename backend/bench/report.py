@@ -17,6 +17,8 @@ TARGET_CLIP_BYTES = 5 * MIB
 TARGET_BIG_CLIP_BYTES = 200 * MIB
 TARGET_STREAM_CLIPS = 10
 TARGET_IDLE_CONNECTIONS = 2000
+TARGET_REFERENCE_REQUESTS = 10
+TARGET_REFERENCE_IMAGE_BYTES = 9_700_000
 NOT_AT_TARGET_MARK = "*"
 
 
@@ -59,8 +61,8 @@ class _Target:
     """A number, or the path of the figure to compare with (e.g. the request count)."""
     unit: str
     conditions: str
-    """Which parameters the target is defined at: "load", "stream", "big", "crowd" or
-    "any"."""
+    """Which parameters the target is defined at: "load", "stream", "big", "crowd",
+    "reference" or "any"."""
 
 
 TARGETS = (
@@ -130,6 +132,24 @@ TARGETS = (
         "",
         "crowd",
     ),
+    _Target(
+        "reference_images",
+        ("reference_images", "{backend}", "succeeded"),
+        "{backend}: reference images: succeeded",
+        "==",
+        ("reference_images", "{backend}", "requests"),
+        "",
+        "reference",
+    ),
+    _Target(
+        "reference_images",
+        ("reference_images", "{backend}", "health", "p99_ms"),
+        "{backend}: /health p99, reference images",
+        "<=",
+        20,
+        "ms",
+        "reference",
+    ),
 )
 
 _COMPARISONS: dict[str, Callable[[float, float], bool]] = {
@@ -148,7 +168,18 @@ def _conditions_met(parameters: dict[str, Any]) -> dict[str, bool]:
     big = parameters["big_clip_bytes"] == TARGET_BIG_CLIP_BYTES
     stream = big and parameters["stream_clips"] == TARGET_STREAM_CLIPS
     crowd = parameters["idle_connections"] == TARGET_IDLE_CONNECTIONS
-    return {"load": load, "big": big, "stream": stream, "crowd": crowd, "any": True}
+    reference = (
+        parameters["reference_requests"] == TARGET_REFERENCE_REQUESTS
+        and parameters["reference_image_bytes"] >= TARGET_REFERENCE_IMAGE_BYTES
+    )
+    return {
+        "load": load,
+        "big": big,
+        "stream": stream,
+        "crowd": crowd,
+        "reference": reference,
+        "any": True,
+    }
 
 
 def evaluate_targets(parameters: dict[str, Any], sections: dict[str, Any]) -> list[Verdict]:
@@ -157,7 +188,10 @@ def evaluate_targets(parameters: dict[str, Any], sections: dict[str, Any]) -> li
     verdicts = []
     for target in TARGETS:
         per_backend = any("{backend}" in key for key in target.path)
-        for backend in parameters["backends"] if per_backend else [""]:
+        backends = parameters["backends"]
+        if target.section == "reference_images":
+            backends = ["mock", *backends]
+        for backend in backends if per_backend else [""]:
             path = tuple(key.format(backend=backend) for key in target.path)
             if _dig(sections, *path[:-1]) is None:
                 continue
@@ -336,6 +370,29 @@ def _rows(parameters: dict[str, Any], sections: dict[str, Any]) -> Iterator[tupl
     idle = sections.get("idle_connections")
     if idle is not None:
         yield from _idle_rows(idle)
+    for backend, run in sections.get("reference_images", {}).items():
+        yield from _reference_rows(backend, run)
+
+
+def _reference_rows(backend: str, run: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
+    health = run["health"]
+    label = f"{backend}: {run['requests']} x {run['body_bytes'] / 1e6:.1f} MB bodies at once"
+    yield "7 reference_images", f"{label}: succeeded", _ratio(run)
+    yield (
+        "7 reference_images",
+        f"{backend}: /health p50 / p99 ({health['count']} samples)",
+        f"{_number(health['p50_ms'], digits=1)} / {_number(health['p99_ms'], 'ms', 1)}",
+    )
+    yield "7 reference_images", f"{backend}: /health max", _number(health["max_ms"], "ms", 1)
+    yield (
+        "7 reference_images",
+        f"{backend}: RSS before / peak",
+        f"{run['rss_before_mib']:.0f} / {run['rss_peak_mib']:.0f} MiB",
+    )
+    yield "7 reference_images", f"{backend}: wall", _number(run["wall_seconds"], "s")
+    yield "7 reference_images", f"{backend}: CPU s per wall s", _cpu(run)
+    for error in run["errors"]:
+        yield "7 reference_images", f"{backend}: error", _shorten(error)
 
 
 def _idle_rows(idle: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
@@ -377,7 +434,7 @@ def render_table(
         "  ".join("-" * width for width in widths),
     ]
     lines += ["  ".join(t.ljust(w) for t, w in zip(row, widths, strict=True)) for row in rows]
-    lines += ["", "Targets (issue 7):"]
+    lines += ["", "Targets (issue 7; reference_images: issue 14):"]
     for verdict in verdicts:
         value = "-" if verdict.value is None else f"{verdict.value:g}"
         lines.append(

@@ -8,6 +8,8 @@ Two stacks, each a fresh fake upstream and server:
   fresh, so the RSS growth of 3b is not blurred by what section 1 left behind, and its
   short latency keeps 50 sequential create_scenes quick: the overhead (latency minus the
   fake's latency) does not depend on L.
+- the reference-image stack (its own latency, clips of S) for 7, fresh as well: mock,
+  then each live backend, one after the other on the same server.
 
 The figures go to stdout as a table and to `--output` as JSON; progress goes to stderr.
 The exit status is 0 when the benchmark ran to the end, whatever the verdicts.
@@ -36,7 +38,15 @@ from backend.mv.video_backends import VideoBackendName
 logger = logging.getLogger("backend.bench")
 
 BACKENDS = tuple(name.value for name in VideoBackendName if name != VideoBackendName.MOCK)
-SECTIONS = ("generate", "health", "memory", "get_video", "create_scenes", "idle_connections")
+SECTIONS = (
+    "generate",
+    "health",
+    "memory",
+    "get_video",
+    "create_scenes",
+    "idle_connections",
+    "reference_images",
+)
 GENERATE_SECTIONS = {"generate", "health", "memory"}
 LOAD_SECTIONS = {*GENERATE_SECTIONS, "idle_connections"}
 LARGE_FILE_SECTIONS = {"memory", "get_video", "create_scenes"}
@@ -60,6 +70,10 @@ class BenchConfig:
     health_interval_seconds: float
     idle_connections: int
     idle_sample_seconds: float
+    reference_requests: int
+    reference_image_bytes: int
+    reference_latency_seconds: float
+    reference_health_interval_seconds: float
     backends: tuple[str, ...]
     sections: tuple[str, ...]
     output: Path
@@ -79,6 +93,10 @@ ISSUE_PRESET: dict[str, Any] = {
     "health_interval_seconds": 0.05,
     "idle_connections": 2000,
     "idle_sample_seconds": 8.0,
+    "reference_requests": 10,
+    "reference_image_bytes": 9_700_000,
+    "reference_latency_seconds": 3.0,
+    "reference_health_interval_seconds": 0.005,
 }
 SMOKE_PRESET: dict[str, Any] = {
     **ISSUE_PRESET,
@@ -93,6 +111,9 @@ SMOKE_PRESET: dict[str, Any] = {
     "get_video_repeats": 1,
     "poll_interval_seconds": 0.1,
     "idle_sample_seconds": 1.0,
+    "reference_requests": 2,
+    "reference_image_bytes": 1_000_000,
+    "reference_latency_seconds": 0.2,
 }
 
 
@@ -165,6 +186,23 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
         dest="idle_sample_seconds",
         type=float,
         help="how long /health is sampled in section 6, below the 10 s header deadline (8)",
+    )
+    parser.add_argument(
+        "--reference-requests",
+        type=int,
+        help="generate_video with a reference image at once in section 7 (10)",
+    )
+    parser.add_argument(
+        "--reference-image-mb",
+        dest="reference_image_bytes",
+        type=lambda text: int(float(text) * 1e6),
+        help="size of section 7's PNG in MB (9.7: 13 MB of base64)",
+    )
+    parser.add_argument(
+        "--reference-latency",
+        dest="reference_latency_seconds",
+        type=float,
+        help="fake latency for section 7 in seconds (3)",
     )
     parser.add_argument(
         "--backends",
@@ -242,6 +280,22 @@ async def _generate_sections(stack: Stack, config: BenchConfig) -> dict[str, Any
     return results
 
 
+async def _reference_image_sections(stack: Stack, config: BenchConfig) -> dict[str, Any]:
+    """Section 7 for the mock (our own code alone), then for each live backend."""
+    image = bench.reference_image_png(config.reference_image_bytes)
+    runs = {}
+    for backend in (VideoBackendName.MOCK.value, *config.backends):
+        runs[backend] = await bench.reference_images(
+            stack,
+            backend=backend,
+            requests=config.reference_requests,
+            image=image,
+            timeout_seconds=20 * config.reference_latency_seconds + 120,
+            health_interval_seconds=config.reference_health_interval_seconds,
+        )
+    return {"reference_images": runs}
+
+
 async def _large_file_sections(stack: Stack, config: BenchConfig) -> dict[str, Any]:
     """5 first (before gigabytes pass through the page cache), then 3b, then 4."""
     results: dict[str, Any] = {}
@@ -285,7 +339,15 @@ def run_benchmark(config: BenchConfig) -> dict[str, Any]:
     chosen = set(config.sections)
     results: dict[str, Any] = {}
     # Every queue must be wider than the load, or we would measure the semaphore's queue.
-    max_concurrent = max(config.requests, config.stream_clips, config.scenes_concurrent) + 1
+    max_concurrent = (
+        max(
+            config.requests,
+            config.stream_clips,
+            config.scenes_concurrent,
+            config.reference_requests,
+        )
+        + 1
+    )
     with tempfile.TemporaryDirectory(prefix="mv-bench-") as scratch:
         if chosen & LOAD_SECTIONS:
             with running_stack(
@@ -308,6 +370,16 @@ def run_benchmark(config: BenchConfig) -> dict[str, Any]:
                 keep_logs_in=logs_folder(config) / "large-files",
             ) as stack:
                 _merge(results, asyncio.run(_large_file_sections(stack, config)))
+        if "reference_images" in chosen:
+            with running_stack(
+                latency_seconds=config.reference_latency_seconds,
+                clip_bytes=config.clip_bytes,
+                max_concurrent=max_concurrent,
+                poll_interval_seconds=config.poll_interval_seconds,
+                work_dir=Path(scratch) / "reference-images",
+                keep_logs_in=logs_folder(config) / "reference-images",
+            ) as stack:
+                _merge(results, asyncio.run(_reference_image_sections(stack, config)))
     return {name: results[name] for name in SECTIONS if name in results}
 
 

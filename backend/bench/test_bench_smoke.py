@@ -36,6 +36,11 @@ NUMERIC_FIGURES = {
     "get_video": [("throughput_mib_s",), ("httpx_mib_s",)],
     "create_scenes": [("overhead_p50_ms",), ("overhead_p99_ms",)],
     "idle_connections": [("p50_ms",), ("p99_ms",), ("held",)],
+    "reference_images": [
+        (backend, "health", figure)
+        for backend in ("mock", *BACKENDS)
+        for figure in ("p50_ms", "p99_ms")
+    ],
 }
 
 
@@ -67,7 +72,7 @@ def smoke_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "Targets (issue 7):" in completed.stdout
+    assert "Targets (issue 7" in completed.stdout
     return json.loads(output.read_text())
 
 
