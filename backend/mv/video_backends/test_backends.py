@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from google.genai import types as genai_types
 from PIL import Image
 
 from backend.config import Settings
@@ -26,6 +27,7 @@ from backend.testing.apps import (
     live_settings,
     make_settings,
     serve_app,
+    service_gemini_client,
 )
 from backend.testing.fake_upstream import FakeUpstream, Route
 
@@ -319,6 +321,84 @@ async def test_gemini_gets_the_reference_image_as_reference_images(
     assert reference["image"]["mimeType"] == "image/png"
     assert reference["referenceType"] == "ASSET"
     assert veo_body(fake_upstream)["parameters"]["personGeneration"] == "allow_adult"
+
+
+async def test_gemini_create_body_is_the_one_google_genai_sends(
+    client: httpx.AsyncClient, fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    image = large_png_bytes()
+    request = {
+        **ALL_OPTIONS,
+        "backend": "gemini",
+        "person_generation": "allow_adult",
+        "reference_image_base64": base64.b64encode(image).decode(),
+    }
+    response = await client.post(VIDEO, json=request)
+    assert response.status_code == 200, response.text
+    ours = veo_body(fake_upstream)
+    fake_upstream.reset()
+    reference = genai_types.VideoGenerationReferenceImage(
+        image=genai_types.Image(image_bytes=image, mime_type="image/png"),
+        reference_type=genai_types.VideoGenerationReferenceType.ASSET,
+    )
+    async with service_gemini_client(settings_for(fake_upstream, tmp_path)) as sdk:
+        await sdk.aio.models.generate_videos(
+            model=GEMINI_VIDEO_MODEL,
+            source=genai_types.GenerateVideosSource(prompt=ours["instances"][0]["prompt"]),
+            config=genai_types.GenerateVideosConfig(
+                number_of_videos=1,
+                reference_images=[reference],
+                aspect_ratio="9:16",
+                duration_seconds=6,
+                negative_prompt="blurry footage, extra limbs",
+                person_generation="allow_adult",
+            ),
+        )
+    assert ours == veo_body(fake_upstream)
+    [encoded] = ours["instances"][0]["referenceImages"]
+    assert base64.b64decode(encoded["image"]["bytesBase64Encoded"]) == image
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"instances": [{"prompt": "p"}], "parameters": {"seed": 1}}, 'Unknown name "seed"'),
+        ({"instances": [{"prompt": "p", "generateAudio": True}]}, 'Unknown name "generateAudio"'),
+        ({"instances": []}, "exactly one instance"),
+        (
+            {"instances": [{"prompt": "p", "referenceImages": [{"image": {"mimeType": "x"}}]}]},
+            "referenceType",
+        ),
+        (
+            {
+                "instances": [
+                    {
+                        "prompt": "p",
+                        "referenceImages": [
+                            {
+                                "image": {"bytesBase64Encoded": "*", "mimeType": "image/png"},
+                                "referenceType": "ASSET",
+                            }
+                        ],
+                    }
+                ]
+            },
+            "not base64",
+        ),
+    ],
+)
+async def test_the_fake_refuses_a_veo_body_the_api_would_refuse(
+    fake_upstream: FakeUpstream, body: dict[str, Any], message: str
+) -> None:
+    async with httpx.AsyncClient(base_url=fake_upstream.base_url) as http:
+        response = await http.post(
+            f"/v1beta/models/{GEMINI_VIDEO_MODEL}:predictLongRunning",
+            json=body,
+            headers={"x-goog-api-key": TEST_GEMINI_KEY},
+        )
+    assert response.status_code == 400
+    assert response.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert message in response.json()["error"]["message"]
 
 
 async def test_gemini_polls_the_operation_until_it_is_done(
