@@ -23,6 +23,9 @@ Sections (the issue's numbering):
 5. `create_scenes`: server overhead (latency minus the fake's latency), p50/p99.
 6. `idle_connections`: `/health` p50/p99 (a new connection each time) with 2,000 idle
    connections open, beside the same figure with none open.
+7. `reference_images` (issue 14): `/health` sampled every 5 ms while 10 `generate_video`,
+   each with a 9.7 MB PNG as base64 (13 MB of JSON), run at once on mock, then on each
+   live backend (a third stack, latency 3 s).
 
 No timing is asserted anywhere: the figures are for people (`.devdocs/performance.md`);
 `test_bench_smoke.py` only checks that the smoke run completes with every figure present.

@@ -118,10 +118,17 @@ def _fake_upstream(
 
 
 def _server_environment(
-    *, fake_url: str, ca_cert_path: Path, output_dir: Path, max_concurrent: int, poll: float
+    *,
+    fake_url: str,
+    ca_cert_path: Path,
+    output_dir: Path,
+    max_concurrent: int,
+    poll: float,
+    latency: float,
 ) -> dict[str, str]:
     """Every setting the figures depend on, set explicitly so a developer's `.env` or shell
-    (keys, mock mode, API keys, debug logging) cannot change what is measured."""
+    (keys, mock mode, API keys, debug logging) cannot change what is measured. The mock
+    backend (`backend: "mock"`) takes as long as the fake: `latency`."""
     return {
         **os.environ,
         "SSL_CERT_FILE": str(ca_cert_path),
@@ -135,6 +142,7 @@ def _server_environment(
         "MV_GENERATION_TIMEOUT_SECONDS": str(GENERATION_TIMEOUT_SECONDS),
         "MV_SHUTDOWN_GRACE_SECONDS": str(SHUTDOWN_GRACE_SECONDS),
         "MV_MOCK_MODE": "false",
+        "MV_MOCK_DELAY_SECONDS": str(latency),
         "MV_DEBUG_MODE": "false",
         "MV_API_KEYS": "",
     }
@@ -226,6 +234,7 @@ def running_stack(
                 output_dir=output_dir,
                 max_concurrent=max_concurrent,
                 poll=poll_interval_seconds,
+                latency=latency_seconds,
             )
             server, server_url = processes.enter_context(
                 _server(environment=environment, work_dir=work_dir)

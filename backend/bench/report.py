@@ -18,6 +18,8 @@ TARGET_BIG_CLIP_BYTES = 200 * MIB
 TARGET_STREAM_CLIPS = 10
 TARGET_IDLE_CONNECTIONS = 2000
 TARGET_ASSEMBLY = {"assembly_clips": 12, "assembly_clip_seconds": 8.0, "assembly_fps": 24}
+TARGET_REFERENCE_REQUESTS = 10
+TARGET_REFERENCE_IMAGE_BYTES = 9_700_000
 NOT_AT_TARGET_MARK = "*"
 
 
@@ -61,7 +63,7 @@ class _Target:
     unit: str
     conditions: str
     """Which parameters the target is defined at: "load", "stream", "big", "crowd",
-    "assembly" or "any"."""
+    "assembly", "reference" or "any"."""
 
 
 TARGETS = (
@@ -166,6 +168,22 @@ TARGETS = (
         20,
         "ms",
         "assembly",
+        "reference_images",
+        ("reference_images", "{backend}", "succeeded"),
+        "{backend}: reference images: succeeded",
+        "==",
+        ("reference_images", "{backend}", "requests"),
+        "",
+        "reference",
+    ),
+    _Target(
+        "reference_images",
+        ("reference_images", "{backend}", "health", "p99_ms"),
+        "{backend}: /health p99, reference images",
+        "<=",
+        20,
+        "ms",
+        "reference",
     ),
 )
 
@@ -187,12 +205,17 @@ def _conditions_met(parameters: dict[str, Any]) -> dict[str, bool]:
     crowd = parameters["idle_connections"] == TARGET_IDLE_CONNECTIONS
     assembly = all(parameters[name] == value for name, value in TARGET_ASSEMBLY.items())
     assembly = assembly and tuple(parameters["assembly_size"]) == (1280, 720)
+    reference = (
+        parameters["reference_requests"] == TARGET_REFERENCE_REQUESTS
+        and parameters["reference_image_bytes"] >= TARGET_REFERENCE_IMAGE_BYTES
+    )
     return {
         "load": load,
         "big": big,
         "stream": stream,
         "crowd": crowd,
         "assembly": assembly,
+        "reference": reference,
         "any": True,
     }
 
@@ -203,7 +226,10 @@ def evaluate_targets(parameters: dict[str, Any], sections: dict[str, Any]) -> li
     verdicts = []
     for target in TARGETS:
         per_backend = any("{backend}" in key for key in target.path)
-        for backend in parameters["backends"] if per_backend else [""]:
+        backends = parameters["backends"]
+        if target.section == "reference_images":
+            backends = ["mock", *backends]
+        for backend in backends if per_backend else [""]:
             path = tuple(key.format(backend=backend) for key in target.path)
             if _dig(sections, *path[:-1]) is None:
                 continue
@@ -385,6 +411,8 @@ def _rows(parameters: dict[str, Any], sections: dict[str, Any]) -> Iterator[tupl
     assembly = sections.get("assembly")
     if assembly is not None:
         yield from _assembly_rows(assembly)
+    for backend, run in sections.get("reference_images", {}).items():
+        yield from _reference_rows(backend, run)
 
 
 def _assembly_rows(run: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
@@ -416,6 +444,27 @@ def _assembly_rows(run: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
         f"{_number(run['health']['p99_ms'], 'ms', 1)}",
     )
     yield section, "peak RSS, server + ffmpeg", _number(run["memory"]["rss_peak_mib"], "MiB", 1)
+
+
+def _reference_rows(backend: str, run: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
+    health = run["health"]
+    label = f"{backend}: {run['requests']} x {run['body_bytes'] / 1e6:.1f} MB bodies at once"
+    yield "8 reference_images", f"{label}: succeeded", _ratio(run)
+    yield (
+        "8 reference_images",
+        f"{backend}: /health p50 / p99 ({health['count']} samples)",
+        f"{_number(health['p50_ms'], digits=1)} / {_number(health['p99_ms'], 'ms', 1)}",
+    )
+    yield "8 reference_images", f"{backend}: /health max", _number(health["max_ms"], "ms", 1)
+    yield (
+        "8 reference_images",
+        f"{backend}: RSS before / peak",
+        f"{run['rss_before_mib']:.0f} / {run['rss_peak_mib']:.0f} MiB",
+    )
+    yield "8 reference_images", f"{backend}: wall", _number(run["wall_seconds"], "s")
+    yield "8 reference_images", f"{backend}: CPU s per wall s", _cpu(run)
+    for error in run["errors"]:
+        yield "8 reference_images", f"{backend}: error", _shorten(error)
 
 
 def _idle_rows(idle: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
@@ -457,7 +506,7 @@ def render_table(
         "  ".join("-" * width for width in widths),
     ]
     lines += ["  ".join(t.ljust(w) for t, w in zip(row, widths, strict=True)) for row in rows]
-    lines += ["", "Targets (issue 7):"]
+    lines += ["", "Targets (issue 7; reference_images: issue 14):"]
     for verdict in verdicts:
         value = "-" if verdict.value is None else f"{verdict.value:g}"
         lines.append(

@@ -10,6 +10,9 @@ Two stacks, each a fresh fake upstream and server:
   fake's latency) does not depend on L;
 - the assembly stack for 7 (issue 16): a fresh server whose only work is the render, so
   its /health and RSS figures are the render's.
+  fake's latency) does not depend on L.
+- the reference-image stack (its own latency, clips of S) for 7, fresh as well: mock,
+  then each live backend, one after the other on the same server.
 
 The figures go to stdout as a table and to `--output` as JSON; progress goes to stderr.
 The exit status is 0 when the benchmark ran to the end, whatever the verdicts.
@@ -47,6 +50,7 @@ SECTIONS = (
     "create_scenes",
     "idle_connections",
     "assembly",
+    "reference_images",
 )
 GENERATE_SECTIONS = {"generate", "health", "memory"}
 LOAD_SECTIONS = {*GENERATE_SECTIONS, "idle_connections"}
@@ -75,6 +79,10 @@ class BenchConfig:
     assembly_clip_seconds: float
     assembly_size: tuple[int, int]
     assembly_fps: int
+    reference_requests: int
+    reference_image_bytes: int
+    reference_latency_seconds: float
+    reference_health_interval_seconds: float
     backends: tuple[str, ...]
     sections: tuple[str, ...]
     output: Path
@@ -98,6 +106,10 @@ ISSUE_PRESET: dict[str, Any] = {
     "assembly_clip_seconds": 8.0,
     "assembly_size": (1280, 720),
     "assembly_fps": 24,
+    "reference_requests": 10,
+    "reference_image_bytes": 9_700_000,
+    "reference_latency_seconds": 3.0,
+    "reference_health_interval_seconds": 0.005,
 }
 SMOKE_PRESET: dict[str, Any] = {
     **ISSUE_PRESET,
@@ -115,6 +127,9 @@ SMOKE_PRESET: dict[str, Any] = {
     "assembly_clips": 3,
     "assembly_clip_seconds": 2.0,
     "assembly_size": (320, 180),
+    "reference_requests": 2,
+    "reference_image_bytes": 1_000_000,
+    "reference_latency_seconds": 0.2,
 }
 
 
@@ -193,6 +208,23 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
         "--assembly-clip-seconds", type=float, help="length of each clip in section 7 (8)"
     )
     parser.add_argument(
+        "--reference-requests",
+        type=int,
+        help="generate_video with a reference image at once in section 7 (10)",
+    )
+    parser.add_argument(
+        "--reference-image-mb",
+        dest="reference_image_bytes",
+        type=lambda text: int(float(text) * 1e6),
+        help="size of section 7's PNG in MB (9.7: 13 MB of base64)",
+    )
+    parser.add_argument(
+        "--reference-latency",
+        dest="reference_latency_seconds",
+        type=float,
+        help="fake latency for section 7 in seconds (3)",
+    )
+    parser.add_argument(
         "--backends",
         type=_csv(BACKENDS),
         default=BACKENDS,
@@ -268,6 +300,22 @@ async def _generate_sections(stack: Stack, config: BenchConfig) -> dict[str, Any
     return results
 
 
+async def _reference_image_sections(stack: Stack, config: BenchConfig) -> dict[str, Any]:
+    """Section 7 for the mock (our own code alone), then for each live backend."""
+    image = bench.reference_image_png(config.reference_image_bytes)
+    runs = {}
+    for backend in (VideoBackendName.MOCK.value, *config.backends):
+        runs[backend] = await bench.reference_images(
+            stack,
+            backend=backend,
+            requests=config.reference_requests,
+            image=image,
+            timeout_seconds=20 * config.reference_latency_seconds + 120,
+            health_interval_seconds=config.reference_health_interval_seconds,
+        )
+    return {"reference_images": runs}
+
+
 async def _large_file_sections(stack: Stack, config: BenchConfig) -> dict[str, Any]:
     """5 first (before gigabytes pass through the page cache), then 3b, then 4."""
     results: dict[str, Any] = {}
@@ -311,7 +359,15 @@ def run_benchmark(config: BenchConfig) -> dict[str, Any]:
     chosen = set(config.sections)
     results: dict[str, Any] = {}
     # Every queue must be wider than the load, or we would measure the semaphore's queue.
-    max_concurrent = max(config.requests, config.stream_clips, config.scenes_concurrent) + 1
+    max_concurrent = (
+        max(
+            config.requests,
+            config.stream_clips,
+            config.scenes_concurrent,
+            config.reference_requests,
+        )
+        + 1
+    )
     with tempfile.TemporaryDirectory(prefix="mv-bench-") as scratch:
 
         def stack(name: str, *, latency_seconds: float, clip_bytes: int) -> Any:
@@ -354,6 +410,13 @@ def run_benchmark(config: BenchConfig) -> dict[str, Any]:
                         health_interval_seconds=config.health_interval_seconds,
                     )
                 )
+        if "reference_images" in chosen:
+            with stack(
+                "reference-images",
+                latency_seconds=config.reference_latency_seconds,
+                clip_bytes=config.clip_bytes,
+            ) as references:
+                _merge(results, asyncio.run(_reference_image_sections(references, config)))
     return {name: results[name] for name in SECTIONS if name in results}
 
 

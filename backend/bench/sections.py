@@ -8,9 +8,13 @@ the exact bytes of a range. Every dict that reports requests has `requests` and
 """
 
 import asyncio
+import base64
 import contextlib
 import functools
+import io
+import json
 import logging
+import math
 import os
 import shutil
 import socket
@@ -26,6 +30,7 @@ from typing import Any
 
 import anyio
 import httpx
+from PIL import Image
 
 from backend.api.connections import raise_open_file_limit
 from backend.bench.probes import (
@@ -612,4 +617,101 @@ async def idle_connections(
         "held": held,
         "sample_seconds": sample_seconds,
         "none_open": quiet.summary(),
+    }
+
+
+# --------------------------------------------------------------------------- 7
+
+
+def reference_image_png(size_bytes: int) -> bytes:
+    """A real PNG of about `size_bytes`: random pixels, which PNG cannot compress."""
+    side = max(8, math.isqrt(size_bytes // 3))
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(
+        buffer, format="PNG", compress_level=1
+    )
+    return buffer.getvalue()
+
+
+async def _generate_with_reference(client: httpx.AsyncClient, stack: Stack, body: bytes) -> Outcome:
+    """One `generate_video` whose JSON body was encoded beforehand: the load client's own
+    `json.dumps` of 13 MB would hold this process's interpreter lock, and with it the
+    /health sampler's thread."""
+    started = time.perf_counter()
+    try:
+        response = await client.post(
+            f"{stack.server_url}/api/mv/generate_video",
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
+    except httpx.HTTPError as exc:
+        return Outcome(time.perf_counter() - started, ok=False, error=f"{type(exc).__name__}")
+    latency = time.perf_counter() - started
+    if response.status_code != httpx.codes.OK:
+        return Outcome(
+            latency, ok=False, error=f"HTTP {response.status_code}: {response.text[:160]}"
+        )
+    return Outcome(latency, ok=True, body=response.json())
+
+
+async def reference_images(
+    stack: Stack,
+    *,
+    backend: str,
+    requests: int,
+    image: bytes,
+    timeout_seconds: float,
+    health_interval_seconds: float,
+) -> dict[str, Any]:
+    """/health while `requests` generate_video, each with `image` as
+    `reference_image_base64`, are sent to `backend` at once (issue 14: 10 at once, a 13 MB
+    body each, p99 under 20 ms).
+
+    One such request warms the server up first (its decoders, the upstream connection).
+    Each request has a client of its own; the bodies are encoded before timing starts.
+    """
+    logger.info(
+        "reference_images[%s]: %d requests, %.1f MB image", backend, requests, len(image) / 1e6
+    )
+    encoded = base64.b64encode(image).decode("ascii")
+
+    def body(index: int) -> bytes:
+        prompt = CLIP_PROMPT.format(index=index)
+        payload = {"prompt": prompt, "backend": backend, "reference_image_base64": encoded}
+        return json.dumps(payload).encode()
+
+    async with contextlib.AsyncExitStack() as opened:
+        callers = [
+            await opened.enter_async_context(load_client(1, timeout_seconds))
+            for _ in range(requests)
+        ]
+        warm_up = await _generate_with_reference(callers[0], stack, body(-1))
+        await _remove_clips([warm_up])
+        bodies = [body(index) for index in range(requests)]
+        with (
+            collector_paused(),
+            _cpu_meter(stack) as cpu,
+            RssSampler(stack.server_pid) as rss,
+            HealthSampler(stack.server_url, health_interval_seconds) as health,
+        ):
+            started = time.perf_counter()
+            outcomes = await asyncio.gather(
+                *(
+                    _generate_with_reference(caller, stack, payload)
+                    for caller, payload in zip(callers, bodies, strict=True)
+                )
+            )
+            wall = time.perf_counter() - started
+    await _remove_clips(outcomes)
+    figures = _request_figures(outcomes)
+    if not warm_up.ok:
+        figures["errors"].insert(0, f"warm-up: {warm_up.error}")
+    return {
+        **figures,
+        "image_bytes": len(image),
+        "body_bytes": len(bodies[0]),
+        "wall_seconds": round(wall, 3),
+        "health": health.summary(),
+        **rss.summary(),
+        **cpu.figures,
     }

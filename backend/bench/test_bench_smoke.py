@@ -42,6 +42,11 @@ NUMERIC_FIGURES = {
         ("memory", "rss_peak_mib"),
         ("health", "p99_ms"),
     ],
+    "reference_images": [
+        (backend, "health", figure)
+        for backend in ("mock", *BACKENDS)
+        for figure in ("p50_ms", "p99_ms")
+    ],
 }
 
 
@@ -73,7 +78,7 @@ def smoke_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "Targets (issue 7):" in completed.stdout
+    assert "Targets (issue 7" in completed.stdout
     return json.loads(output.read_text())
 
 

@@ -36,10 +36,16 @@ def decode(text: str) -> bytes:
     return b"".join(pieces)
 
 
-def encode(data: bytes) -> str:
-    """Standard base64 without line breaks, as ASCII text."""
+def encode_pieces(data: bytes) -> list[bytes]:
+    """Standard base64 without line breaks, in pieces of `PIECE_CHARS` that concatenate to
+    the whole: for a body sent piece by piece, with no copy of the whole ever made."""
     pieces = []
     for start in range(0, len(data), PIECE_BYTES):
         pieces.append(binascii.b2a_base64(data[start : start + PIECE_BYTES], newline=False))
         time.sleep(0)
-    return b"".join(pieces).decode("ascii")
+    return pieces
+
+
+def encode(data: bytes) -> str:
+    """Standard base64 without line breaks, as ASCII text."""
+    return b"".join(encode_pieces(data)).decode("ascii")

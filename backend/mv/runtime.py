@@ -102,6 +102,7 @@ async def build_runtime(settings: Settings, *, config_dir: Path = CONFIG_DIR) ->
             settings,
             configs.video_params,
             gemini=gemini,
+            gemini_session=gemini_pool,
             replicate_client=replicate_client,
             downloader=downloader,
             policy=policy,

@@ -8,6 +8,7 @@ mock instead. A new backend is a member of `VideoBackendName` and one entry in
 
 from enum import StrEnum
 
+import aiohttp
 from google import genai
 from replicate import Client as ReplicateClient
 
@@ -39,6 +40,7 @@ def build_video_backends(
     params: VideoParams,
     *,
     gemini: genai.Client | None,
+    gemini_session: aiohttp.ClientSession,
     replicate_client: ReplicateClient | None,
     downloader: Downloader,
     policy: JobPolicy,
@@ -55,6 +57,7 @@ def build_video_backends(
         ),
         VideoBackendName.GEMINI: GeminiVideoBackend(
             gemini,
+            gemini_session,
             downloader,
             model=params.gemini_model,
             policy=policy,

@@ -4,17 +4,20 @@ real replicate and google-genai SDKs talking to the fake upstream."""
 import asyncio
 import base64
 import io
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from google.genai import types as genai_types
 from PIL import Image
 
 from backend.config import Settings
 from backend.mv.configuration import load_configs
 from backend.mv.providers.gemini.videos import download_headers
+from backend.mv.providers.replicate.files import DATA_URI_MAX_BYTES
 from backend.mv.runtime import build_runtime
 from backend.mv.video_backends import DEFAULT_BACKEND, VideoBackendName
 from backend.testing import fake_upstream as fake
@@ -24,6 +27,7 @@ from backend.testing.apps import (
     live_settings,
     make_settings,
     serve_app,
+    service_gemini_client,
 )
 from backend.testing.fake_upstream import FakeUpstream, Route
 
@@ -67,6 +71,15 @@ async def client(fake_upstream: FakeUpstream, tmp_path: Path) -> AsyncIterator[h
 def png_bytes() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (16, 9), (200, 30, 40)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def large_png_bytes() -> bytes:
+    """A PNG above the size Replicate gets inline: random pixels do not compress."""
+    side = 400
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(buffer, format="PNG")
+    assert len(buffer.getvalue()) > DATA_URI_MAX_BYTES
     return buffer.getvalue()
 
 
@@ -181,6 +194,79 @@ async def test_replicate_gets_the_reference_image_as_a_data_uri(
         f"data:image/png;base64,{encoded}"
     ]
     assert "reference_image" in response.json()["metadata"]["parameters_used"]
+    assert fake_upstream.uploaded_files == []
+
+
+async def test_replicate_gets_a_large_reference_image_as_an_uploaded_file(
+    client: httpx.AsyncClient, fake_upstream: FakeUpstream
+) -> None:
+    image = large_png_bytes()
+    response = await client.post(
+        VIDEO, json={"prompt": PROMPT, "reference_image_base64": base64.b64encode(image).decode()}
+    )
+    assert response.status_code == 200, response.text
+    [upload] = fake_upstream.uploaded_files
+    assert upload.content == image
+    assert upload.content_type == "image/png"
+    assert replicate_input(fake_upstream)["reference_images"] == [upload.url]
+    [create_file] = fake_upstream.requests_for("replicate.files.create")
+    assert create_file.headers["authorization"] == f"Bearer {TEST_REPLICATE_TOKEN}"
+
+
+@pytest.mark.parametrize(
+    ("fault", "status"),
+    [(None, 200), (fake.PredictionFailed(), 502), (fake.prediction_flagged_sensitive(), 422)],
+)
+async def test_the_uploaded_reference_image_is_deleted_once_the_prediction_ends(
+    client: httpx.AsyncClient, fake_upstream: FakeUpstream, fault: fake.Fault | None, status: int
+) -> None:
+    if fault is not None:
+        fake_upstream.inject("replicate.create", fault)
+    image = base64.b64encode(large_png_bytes()).decode()
+    response = await client.post(VIDEO, json={"prompt": PROMPT, "reference_image_base64": image})
+    assert response.status_code == status, response.text
+    [upload] = fake_upstream.uploaded_files
+    assert upload.deleted
+    [delete] = fake_upstream.requests_for("replicate.files.delete")
+    assert delete.path == f"/v1/files/{upload.file_id}"
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "error_code"),
+    [
+        (fake.replicate_unauthenticated(), 503, "BACKEND_NOT_CONFIGURED"),
+        (fake.replicate_rate_limited(1), 429, "RATE_LIMIT_EXCEEDED"),
+        (fake.replicate_server_error(500), 502, "BACKEND_ERROR"),
+        (fake.DropConnection(), 502, "BACKEND_ERROR"),
+    ],
+)
+async def test_a_failed_upload_maps_to_the_error_table_and_creates_no_prediction(
+    client: httpx.AsyncClient,
+    fake_upstream: FakeUpstream,
+    fault: fake.Fault,
+    status: int,
+    error_code: str,
+) -> None:
+    fake_upstream.inject("replicate.files.create", fault, times=FAST["mv_upstream_max_attempts"])
+    image = base64.b64encode(large_png_bytes()).decode()
+    response = await client.post(VIDEO, json={"prompt": PROMPT, "reference_image_base64": image})
+    assert response.status_code == status, response.text
+    assert response.json()["error_code"] == error_code
+    assert fake_upstream.requests_for("replicate.create") == []
+
+
+async def test_a_transient_upload_failure_is_retried(
+    client: httpx.AsyncClient, fake_upstream: FakeUpstream
+) -> None:
+    fake_upstream.inject("replicate.files.create", fake.replicate_server_error(503))
+    image = large_png_bytes()
+    response = await client.post(
+        VIDEO, json={"prompt": PROMPT, "reference_image_base64": base64.b64encode(image).decode()}
+    )
+    assert response.status_code == 200, response.text
+    assert len(fake_upstream.requests_for("replicate.files.create")) == 2
+    [upload] = fake_upstream.uploaded_files
+    assert upload.content == image
 
 
 # ---- Gemini
@@ -235,6 +321,84 @@ async def test_gemini_gets_the_reference_image_as_reference_images(
     assert reference["image"]["mimeType"] == "image/png"
     assert reference["referenceType"] == "ASSET"
     assert veo_body(fake_upstream)["parameters"]["personGeneration"] == "allow_adult"
+
+
+async def test_gemini_create_body_is_the_one_google_genai_sends(
+    client: httpx.AsyncClient, fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    image = large_png_bytes()
+    request = {
+        **ALL_OPTIONS,
+        "backend": "gemini",
+        "person_generation": "allow_adult",
+        "reference_image_base64": base64.b64encode(image).decode(),
+    }
+    response = await client.post(VIDEO, json=request)
+    assert response.status_code == 200, response.text
+    ours = veo_body(fake_upstream)
+    fake_upstream.reset()
+    reference = genai_types.VideoGenerationReferenceImage(
+        image=genai_types.Image(image_bytes=image, mime_type="image/png"),
+        reference_type=genai_types.VideoGenerationReferenceType.ASSET,
+    )
+    async with service_gemini_client(settings_for(fake_upstream, tmp_path)) as sdk:
+        await sdk.aio.models.generate_videos(
+            model=GEMINI_VIDEO_MODEL,
+            source=genai_types.GenerateVideosSource(prompt=ours["instances"][0]["prompt"]),
+            config=genai_types.GenerateVideosConfig(
+                number_of_videos=1,
+                reference_images=[reference],
+                aspect_ratio="9:16",
+                duration_seconds=6,
+                negative_prompt="blurry footage, extra limbs",
+                person_generation="allow_adult",
+            ),
+        )
+    assert ours == veo_body(fake_upstream)
+    [encoded] = ours["instances"][0]["referenceImages"]
+    assert base64.b64decode(encoded["image"]["bytesBase64Encoded"]) == image
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"instances": [{"prompt": "p"}], "parameters": {"seed": 1}}, 'Unknown name "seed"'),
+        ({"instances": [{"prompt": "p", "generateAudio": True}]}, 'Unknown name "generateAudio"'),
+        ({"instances": []}, "exactly one instance"),
+        (
+            {"instances": [{"prompt": "p", "referenceImages": [{"image": {"mimeType": "x"}}]}]},
+            "referenceType",
+        ),
+        (
+            {
+                "instances": [
+                    {
+                        "prompt": "p",
+                        "referenceImages": [
+                            {
+                                "image": {"bytesBase64Encoded": "*", "mimeType": "image/png"},
+                                "referenceType": "ASSET",
+                            }
+                        ],
+                    }
+                ]
+            },
+            "not base64",
+        ),
+    ],
+)
+async def test_the_fake_refuses_a_veo_body_the_api_would_refuse(
+    fake_upstream: FakeUpstream, body: dict[str, Any], message: str
+) -> None:
+    async with httpx.AsyncClient(base_url=fake_upstream.base_url) as http:
+        response = await http.post(
+            f"/v1beta/models/{GEMINI_VIDEO_MODEL}:predictLongRunning",
+            json=body,
+            headers={"x-goog-api-key": TEST_GEMINI_KEY},
+        )
+    assert response.status_code == 400
+    assert response.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert message in response.json()["error"]["message"]
 
 
 async def test_gemini_polls_the_operation_until_it_is_done(

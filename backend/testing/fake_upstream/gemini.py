@@ -1,10 +1,13 @@
 """The Gemini Developer API as google-genai (2.x) calls it, and Google's error answers.
 
-generateContent answers scene JSON; Veo's predictLongRunning starts an operation that is
-done `latency_seconds` later with one clip per sample; a clip's download answers 302 to a
-signed media URL, as the real file service does.
+generateContent answers scene JSON; Veo's predictLongRunning checks its body as the API
+does (unknown fields and malformed reference images are a 400 `INVALID_ARGUMENT`) and
+starts an operation that is done `latency_seconds` later with one clip per sample; a clip's
+download answers 302 to a signed media URL, as the real file service does.
 """
 
+import base64
+import binascii
 import json
 import re
 import time
@@ -131,6 +134,69 @@ class _MediaGrant:
 
     file_id: str
     drop_after_bytes: int | None
+
+
+VEO_INSTANCE_FIELDS = frozenset({"prompt", "image", "lastFrame", "video", "referenceImages"})
+VEO_PARAMETER_FIELDS = frozenset(
+    {
+        "sampleCount",
+        "aspectRatio",
+        "durationSeconds",
+        "personGeneration",
+        "negativePrompt",
+        "resolution",
+        "enhancePrompt",
+    }
+)
+"""What the Developer API's Veo `predictLongRunning` takes (google-genai 2.x sends these)."""
+VEO_REFERENCE_TYPES = frozenset({"ASSET", "STYLE"})
+
+
+def _invalid_argument(message: str) -> Response:
+    return JSONResponse(_google_error(400, "INVALID_ARGUMENT", message), status_code=400)
+
+
+def _unknown_field(names: Any, allowed: frozenset[str], where: str) -> str | None:
+    for name in names:
+        if name not in allowed:
+            return (
+                f'Invalid JSON payload received. Unknown name "{name}" '
+                f"at '{where}': Cannot find field."
+            )
+    return None
+
+
+def _veo_body_problem(body: Any) -> str | None:
+    """What Google would refuse in a predictLongRunning body, or None."""
+    if not isinstance(body, dict):
+        return "Invalid JSON payload received."
+    instances = body.get("instances")
+    if not isinstance(instances, list) or len(instances) != 1 or not isinstance(instances[0], dict):
+        return "instances: exactly one instance is required"
+    instance = instances[0]
+    parameters = body.get("parameters", {})
+    if not isinstance(parameters, dict):
+        return "parameters: must be an object"
+    problem = (
+        _unknown_field(body, frozenset({"instances", "parameters"}), "")
+        or _unknown_field(instance, VEO_INSTANCE_FIELDS, "instances[0]")
+        or _unknown_field(parameters, VEO_PARAMETER_FIELDS, "parameters")
+    )
+    if problem:
+        return problem
+    if not isinstance(instance.get("prompt"), str):
+        return "instances[0].prompt: a text prompt is required"
+    for index, reference in enumerate(instance.get("referenceImages", [])):
+        image = reference.get("image") if isinstance(reference, dict) else None
+        if not isinstance(image, dict) or not isinstance(image.get("mimeType"), str):
+            return f"instances[0].referenceImages[{index}].image: bytes and mimeType required"
+        try:
+            base64.b64decode(image.get("bytesBase64Encoded", ""), validate=True)
+        except (binascii.Error, TypeError):
+            return f"instances[0].referenceImages[{index}].image.bytesBase64Encoded: not base64"
+        if reference.get("referenceType") not in VEO_REFERENCE_TYPES:
+            return f"instances[0].referenceImages[{index}].referenceType: ASSET or STYLE"
+    return None
 
 
 def _new_google_id() -> str:
@@ -277,7 +343,10 @@ class Gemini(Provider):
 
     async def _predict_long_running(self, request: Request) -> Response:
         record, fault = await self.enter(request, "gemini.predict_long_running")
-        parameters = (record.json or {}).get("parameters") or {}
+        problem = _veo_body_problem(record.json)
+        if problem is not None:
+            return _invalid_argument(problem)
+        parameters = record.json.get("parameters") or {}
         operation_id = _new_google_id()
         name = f"models/{request.path_params['model']}/operations/{operation_id}"
         self._operations[operation_id] = _VeoOperation(

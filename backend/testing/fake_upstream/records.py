@@ -34,3 +34,15 @@ class StoredFile:
     content_type: str
     content: bytes | None
     """Image bytes; None for a clip, which is served from the shared clip buffer."""
+
+
+@dataclass
+class UploadedFile:
+    """A file a client uploaded (Replicate's files API); `url` is the `urls.get` it was given."""
+
+    file_id: str
+    url: str
+    name: str
+    content_type: str
+    content: bytes
+    deleted: bool = False

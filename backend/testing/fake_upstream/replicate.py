@@ -2,7 +2,10 @@
 
 A prediction on an `imagen` model yields a small real image, one on a `veo` model a clip;
 either is done `latency_seconds` after it was created. `Prefer: wait` holds the create
-call until then (or the wait runs out), as the real API does.
+call until then (or the wait runs out), as the real API does. Files uploaded through the
+files API (`POST /v1/files`, multipart) can be given to a model by their `urls.get`; a
+prediction whose input names a file URL of this API that does not exist (never uploaded,
+or deleted) is refused, as the model could not fetch it.
 """
 
 import base64
@@ -13,7 +16,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -33,6 +36,7 @@ from backend.testing.fake_upstream.faults import (
     hold,
 )
 from backend.testing.fake_upstream.provider import Interrupt, Provider
+from backend.testing.fake_upstream.records import UploadedFile
 
 if TYPE_CHECKING:
     from backend.testing.fake_upstream.server import FakeUpstream
@@ -42,6 +46,9 @@ ReplicateRoute = Literal[
     "replicate.get",
     "replicate.cancel",
     "replicate.download",
+    "replicate.files.create",
+    "replicate.files.get",
+    "replicate.files.delete",
 ]
 
 IMAGE_SHORT_SIDE_PX = 64
@@ -152,12 +159,16 @@ class Replicate(Provider):
         "replicate.get": ANY_ROUTE,
         "replicate.cancel": ANY_ROUTE,
         "replicate.download": (*ANY_ROUTE, PauseDownload),
+        "replicate.files.create": ANY_ROUTE,
+        "replicate.files.get": ANY_ROUTE,
+        "replicate.files.delete": ANY_ROUTE,
     }
     download_routes: ClassVar[frozenset[str]] = frozenset({"replicate.download"})
 
     def __init__(self, upstream: "FakeUpstream") -> None:
         super().__init__(upstream)
         self._predictions: dict[str, _Prediction] = {}
+        self._uploads: dict[str, UploadedFile] = {}
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -171,6 +182,10 @@ class Replicate(Provider):
                 methods=["POST"],
             ),
             StarletteRoute("/replicate-files/{name}", self._download),
+            StarletteRoute("/v1/files", self._create_file, methods=["POST"]),
+            StarletteRoute("/v1/files/{file_id}", self._get_file, methods=["GET"]),
+            StarletteRoute("/v1/files/{file_id}", self._delete_file, methods=["DELETE"]),
+            StarletteRoute("/v1/files/{file_id}/download", self._download_file, methods=["GET"]),
         ]
 
     def check_auth(self, request: Request, route: str) -> None:
@@ -193,6 +208,7 @@ class Replicate(Provider):
 
     def reset(self) -> None:
         self._predictions.clear()
+        self._uploads.clear()
 
     def _settle(self, prediction: _Prediction) -> str:
         """Complete the prediction (creating its output) if due; return its status now."""
@@ -258,6 +274,10 @@ class Replicate(Provider):
         if not isinstance(model_input, dict):
             body = _problem(422, "Input validation failed", "input: Invalid type. Expected: object")
             return self.error_response(body, 422)
+        missing = [url for url in self._file_urls(model_input) if url not in self._live_urls()]
+        if missing:
+            body = _problem(422, "Input validation failed", f"input: cannot fetch {missing[0]}")
+            return self.error_response(body, 422)
         prediction = _Prediction(
             id=_new_replicate_id(),
             model=f"{owner}/{name}",
@@ -303,3 +323,104 @@ class Replicate(Provider):
         drop_after = fault.after_bytes if isinstance(fault, DropConnection) else None
         pause = fault if isinstance(fault, PauseDownload) else None
         return self.upstream.media_response(file_id, drop_after, pause)
+
+    # ---- the files API
+
+    def _files_url(self) -> str:
+        return f"{self.upstream.base_url}/v1/files/"
+
+    def _file_urls(self, value: Any) -> list[str]:
+        """Every string in a model input that names a file of this files API."""
+        if isinstance(value, dict):
+            return [url for item in value.values() for url in self._file_urls(item)]
+        if isinstance(value, list):
+            return [url for item in value for url in self._file_urls(item)]
+        if isinstance(value, str) and value.startswith(self._files_url()):
+            return [value]
+        return []
+
+    def _live_urls(self) -> set[str]:
+        return {upload.url for upload in self._uploads.values() if not upload.deleted}
+
+    def _file_json(self, upload: UploadedFile) -> dict[str, Any]:
+        """The file object as the real API answers it (see the SDK's `replicate.file.File`)."""
+        created = datetime.now(UTC)
+        return {
+            "id": upload.file_id,
+            "name": upload.name,
+            "content_type": upload.content_type,
+            "size": len(upload.content),
+            "etag": hashlib.md5(upload.content, usedforsecurity=False).hexdigest(),
+            "checksums": {
+                "sha256": hashlib.sha256(upload.content).hexdigest(),
+                "md5": hashlib.md5(upload.content, usedforsecurity=False).hexdigest(),
+            },
+            "metadata": {},
+            "created_at": created.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "expires_at": (created + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "urls": {"get": upload.url},
+        }
+
+    def _find_upload(self, request: Request) -> UploadedFile:
+        upload = self._uploads.get(request.path_params["file_id"])
+        if upload is None or upload.deleted:
+            raise Interrupt(self.error_response(_problem(404, "Not found", "Not found."), 404))
+        return upload
+
+    async def _create_file(self, request: Request) -> Response:
+        """`multipart/form-data` with the file in the part named `content`, as the SDK sends."""
+        await self.enter(request, "replicate.files.create")
+        part = _multipart_part(
+            request.headers.get("content-type", ""), await request.body(), "content"
+        )
+        if part is None:
+            body = _problem(400, "Bad request", "Expected a multipart part named content")
+            return self.error_response(body, 400)
+        filename, content_type, content = part
+        file_id = _new_replicate_id()
+        upload = UploadedFile(
+            file_id=file_id,
+            url=f"{self._files_url()}{file_id}",
+            name=filename,
+            content_type=content_type,
+            content=content,
+        )
+        self._uploads[file_id] = upload
+        self.upstream.uploaded_files.append(upload)
+        return JSONResponse(self._file_json(upload), status_code=201)
+
+    async def _get_file(self, request: Request) -> Response:
+        await self.enter(request, "replicate.files.get")
+        return JSONResponse(self._file_json(self._find_upload(request)))
+
+    async def _download_file(self, request: Request) -> Response:
+        await self.enter(request, "replicate.files.get")
+        upload = self._find_upload(request)
+        return Response(upload.content, media_type=upload.content_type)
+
+    async def _delete_file(self, request: Request) -> Response:
+        await self.enter(request, "replicate.files.delete")
+        self._find_upload(request).deleted = True
+        return Response(status_code=204)
+
+
+def _multipart_part(content_type: str, body: bytes, name: str) -> tuple[str, str, bytes] | None:
+    """(filename, content type, bytes) of the part called `name` of a multipart body."""
+    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not content_type.startswith("multipart/form-data") or match is None:
+        return None
+    for part in body.split(b"--" + match[1].encode()):
+        head, separator, content = part.partition(b"\r\n\r\n")
+        if not separator:
+            continue
+        headers = head.decode("latin-1")
+        if not re.search(rf'name="{re.escape(name)}"', headers):
+            continue
+        filename = re.search(r'filename="([^"]*)"', headers)
+        part_type = re.search(r"(?im)^content-type:\s*(\S+)", headers)
+        return (
+            filename[1] if filename else name,
+            part_type[1] if part_type else "application/octet-stream",
+            content.removesuffix(b"\r\n"),
+        )
+    return None

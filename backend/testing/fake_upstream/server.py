@@ -26,7 +26,12 @@ from backend.testing.fake_upstream.media import (
     clip_head,
 )
 from backend.testing.fake_upstream.provider import Interrupt, Provider
-from backend.testing.fake_upstream.records import GeneratedFile, RecordedRequest, StoredFile
+from backend.testing.fake_upstream.records import (
+    GeneratedFile,
+    RecordedRequest,
+    StoredFile,
+    UploadedFile,
+)
 from backend.testing.fake_upstream.replicate import Replicate, ReplicateRoute
 
 PROVIDERS: tuple[type[Provider], ...] = (Gemini, Replicate)
@@ -46,9 +51,11 @@ class FakeUpstream:
     Point the SDKs at `base_url` (`HttpOptions(base_url=...)`, `replicate.Client(base_url=
     ...)`) with `SSL_CERT_FILE` set to `ca_cert_path` before the clients are built. Every
     request is appended to `requests`; every media file to `generated_files` when its job
-    completes successfully. Like the real file service, a Gemini download answers 302 to a
-    signed media URL, so plain HTTP clients must follow redirects. `latency_seconds` and
-    `clip_bytes` may be changed between tests; `reset()` restores the values given here.
+    completes successfully; every file a client uploads to `uploaded_files` (kept, marked
+    `deleted`, after the client deletes it). Like the real file service, a Gemini download
+    answers 302 to a signed media URL, so plain HTTP clients must follow redirects.
+    `latency_seconds` and `clip_bytes` may be changed between tests; `reset()` restores the
+    values given here.
     """
 
     def __init__(
@@ -74,6 +81,7 @@ class FakeUpstream:
         self._files: dict[str, StoredFile] = {}
         self.requests: list[RecordedRequest] = []
         self.generated_files: list[GeneratedFile] = []
+        self.uploaded_files: list[UploadedFile] = []
         self.latency_seconds = latency_seconds
         self.clip_bytes = clip_bytes
         self.app = self._build_app()
@@ -104,6 +112,7 @@ class FakeUpstream:
         self._files.clear()
         self.requests.clear()
         self.generated_files.clear()
+        self.uploaded_files.clear()
         self.latency_seconds = self._default_latency_seconds
         if self.clip_bytes != self._default_clip_bytes:
             self.clip_bytes = self._default_clip_bytes

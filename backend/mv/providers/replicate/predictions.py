@@ -170,11 +170,13 @@ async def predict_into_store(
     key: str,
     log_response: Callable[[Prediction], None],
     tracker: UpstreamTracker,
+    deadline: Deadline | None = None,
 ) -> tuple[Prediction, FileDigest]:
-    """One prediction under its own deadline, its output file streamed into `store` as
-    `key`; what Replicate's image and video paths share. `log_response` is the endpoint's
-    debug log of the finished prediction."""
-    deadline = Deadline(policy.timeout_seconds)
+    """One prediction under its own deadline (or `deadline`, when the caller's work before
+    it counts too), its output file streamed into `store` as `key`; what Replicate's image
+    and video paths share. `log_response` is the endpoint's debug log of the finished
+    prediction."""
+    deadline = deadline or Deadline(policy.timeout_seconds)
     async with deadline.enforced(Provider.REPLICATE):
         prediction, output_url = await run_prediction(
             client,
