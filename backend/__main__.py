@@ -1,9 +1,9 @@
 """`python -m backend`: serve the API with uvicorn, as in production.
 
-One process by design (idempotency records, concurrency caps and startup cleanup are per
-process). Binds to 127.0.0.1 unless told otherwise, gives in-flight generations
-`MV_SHUTDOWN_GRACE_SECONDS` to finish on SIGTERM, and warns when it listens beyond this
-machine with authentication off.
+One process per job store on SQLite (the store refuses a second). Binds to 127.0.0.1
+unless told otherwise, gives running jobs `MV_SHUTDOWN_GRACE_SECONDS` to finish on SIGTERM
+(what is still running resumes at the next start; a request still waiting is answered 503
+with its job id), and warns when it listens beyond this machine with authentication off.
 """
 
 import argparse
@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import math
 import sys
+from types import FrameType
 
 import uvicorn
 from pydantic import ValidationError
@@ -21,6 +22,7 @@ from backend.api.connections import (
     raise_open_file_limit,
 )
 from backend.config import Settings
+from backend.jobs.submission import Shutdown
 from backend.logging_setup import configure_logging
 
 logger = logging.getLogger("backend")
@@ -57,8 +59,11 @@ def main() -> None:
         )
     before, after = raise_open_file_limit()
     logger.info("open-file limit: %d (was %d)", after, before)
-    uvicorn.run(
-        "backend.main:app",
+    from backend.main import create_app
+
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=arguments.host,
         port=arguments.port,
         loop="asyncio",
@@ -67,6 +72,20 @@ def main() -> None:
         timeout_graceful_shutdown=math.ceil(settings.mv_shutdown_grace_seconds),
         timeout_keep_alive=KEEP_ALIVE_TIMEOUT_SECONDS,
     )
+    _ShutdownAwareServer(config, app.state.shutdown).run()
+
+
+class _ShutdownAwareServer(uvicorn.Server):
+    """Tells the app the moment SIGTERM (or Ctrl-C) arrives, so that requests still waiting
+    for a job answer 503 with the job's id before the grace period cuts them off."""
+
+    def __init__(self, config: uvicorn.Config, shutdown: Shutdown) -> None:
+        super().__init__(config)
+        self._shutdown = shutdown
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._shutdown.begin()
+        super().handle_exit(sig, frame)
 
 
 if __name__ == "__main__":

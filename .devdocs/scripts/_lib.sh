@@ -172,3 +172,48 @@ PY
 upload_song() {
   api POST "$BASE_URL/api/mv/upload_audio" "$2" "$3" -F "file=@$1"
 }
+
+# post_job URL JSON_BODY BODY_OUT HEADERS_OUT LABEL [extra curl args...]
+# Like post_json, but asynchronous when ASYNC=1: the POST answers 202 with the job at once,
+# then the job's Server-Sent Events are followed (each stage printed with LABEL) until its
+# final event, whose result (or error, with HTTP_STATUS set to its status) lands in BODY_OUT,
+# so the caller handles both modes alike.
+post_job() {
+  local url="$1" json="$2" body_out="$3" headers_out="$4" label="$5"
+  shift 5
+  if [[ "${ASYNC:-0}" != 1 ]]; then
+    post_json "$url" "$json" "$body_out" "$headers_out" "$@"
+    return
+  fi
+  post_json "$url" "$json" "$body_out" "$headers_out" -H 'Prefer: respond-async' "$@" || return 1
+  local events_url
+  events_url="${BASE_URL}$(json_get "$body_out" urls.events)"
+  curl -sSN ${AUTH_ARGS[@]+"${AUTH_ARGS[@]}"} --max-time "$CURL_MAX_TIME" "$events_url" |
+    python3 -c '
+import json, sys
+label, out = sys.argv[1], sys.argv[2]
+last = None
+for line in sys.stdin:
+    if not line.startswith("data: "):
+        continue
+    job = json.loads(line[6:])
+    progress = job["progress"]
+    step = (job["status"], progress["stage"], progress["percent"])
+    if step != last:
+        status, stage, percent = step
+        shown = "" if percent is None else f" {percent}%"
+        print(f"   [{label}] job {status}: {stage}{shown}", flush=True)
+        last = step
+    if job["status"] in ("succeeded", "failed", "canceled"):
+        body = job["result"] if job["status"] == "succeeded" else dict(job["error"] or {})
+        status = 200 if job["status"] == "succeeded" else body.pop("status", 500)
+        json.dump(body, open(out, "w"))
+        open(out + ".status", "w").write(str(status))
+        break
+' "$label" "$body_out"
+  HTTP_STATUS=$(cat "$body_out.status" 2>/dev/null || echo 000)
+  if [[ "$HTTP_STATUS" != 200 ]]; then
+    log "error: job for $url -> $(describe_error "$body_out" "$headers_out" "$HTTP_STATUS")"
+    return 1
+  fi
+}

@@ -9,7 +9,11 @@
 #      succeeded, crossfaded over the song, faded out at the end; download the music video
 #      and print where every file is.
 #
-#   .devdocs/scripts/demo_workflow.sh [BASE_URL]            (default http://localhost:8000)
+#   .devdocs/scripts/demo_workflow.sh [--async] [BASE_URL]  (default http://localhost:8000)
+#
+# --async (or ASYNC=1): every generation is sent with `Prefer: respond-async` (202 and the
+# job at once) and followed through its Server-Sent Events to its end, printing each stage:
+# the way to run behind a proxy or CDN that cuts long requests.
 #
 # Start a free server first:  MV_MOCK_MODE=true uv run python -m backend
 # Against a live server (real keys) every step is billed, so the script refuses to run unless
@@ -30,6 +34,10 @@
 #   API_KEY, CURL_MAX_TIME (default 900 s per request)
 # Exits non-zero when any step or any clip failed (the clips that succeeded are still saved).
 set -euo pipefail
+if [[ "${1:-}" == --async ]]; then
+  export ASYNC=1
+  shift
+fi
 BASE_URL="${1:-http://localhost:8000}"
 BASE_URL="${BASE_URL%/}"
 # shellcheck source=_lib.sh
@@ -61,8 +69,8 @@ echo "1. create_scenes: $NUMBER_OF_SCENES scenes for \"$IDEA\""
 body=$(to_json idea="$IDEA" character_description="$CHARACTER_DESCRIPTION" \
   number_of_scenes:="$NUMBER_OF_SCENES")
 step_started=$(now)
-post_json "$BASE_URL/api/mv/create_scenes" "$body" "$OUT_DIR/scenes.json" \
-  "$OUT_DIR/scenes_headers.txt" -H "Idempotency-Key: $RUN_ID-scenes"
+post_job "$BASE_URL/api/mv/create_scenes" "$body" "$OUT_DIR/scenes.json" \
+  "$OUT_DIR/scenes_headers.txt" scenes -H "Idempotency-Key: $RUN_ID-scenes"
 scene_count=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["scenes"]))' \
   "$OUT_DIR/scenes.json")
 echo "   $scene_count scenes in $(elapsed "$step_started") s," \
@@ -73,8 +81,8 @@ echo
 echo "2. generate_character_reference"
 body=$(to_json character_description="$CHARACTER_DESCRIPTION" aspect_ratio="9:16")
 step_started=$(now)
-post_json "$BASE_URL/api/mv/generate_character_reference" "$body" "$OUT_DIR/character.json" \
-  "$OUT_DIR/character_headers.txt" -H "Idempotency-Key: $RUN_ID-character"
+post_job "$BASE_URL/api/mv/generate_character_reference" "$body" "$OUT_DIR/character.json" \
+  "$OUT_DIR/character_headers.txt" character -H "Idempotency-Key: $RUN_ID-character"
 image_id=$(json_get "$OUT_DIR/character.json" image_id)
 image_server_file=$(json_get "$OUT_DIR/character.json" output_file)
 image_local_file="$OUT_DIR/character_reference.${image_server_file##*.}"
@@ -120,8 +128,8 @@ PY
   started=$(now)
   while true; do
     echo "   [scene $number] attempt $attempt: POST generate_video (Idempotency-Key $key)"
-    if post_json "$BASE_URL/api/mv/generate_video" "$body" "$response" "$headers" \
-      -H "Idempotency-Key: $key" 2>"$OUT_DIR/scene-$number.error.txt"; then
+    if post_job "$BASE_URL/api/mv/generate_video" "$body" "$response" "$headers" \
+      "scene $number" -H "Idempotency-Key: $key" 2>"$OUT_DIR/scene-$number.error.txt"; then
       echo "   [scene $number] done in $(elapsed "$started") s:" \
         "video_id $(json_get "$response" video_id)"
       return 0
@@ -209,7 +217,8 @@ else
   body=$(to_json video_ids:="$clip_ids" audio_id="$audio_id" transition=crossfade \
     transition_seconds:=0.5 fade_out_seconds:=1.5)
   response="$OUT_DIR/music-video.response.json"
-  post_json "$BASE_URL/api/mv/assemble_video" "$body" "$response" "$OUT_DIR/music-video.headers.txt"
+  post_job "$BASE_URL/api/mv/assemble_video" "$body" "$response" "$OUT_DIR/music-video.headers.txt" \
+    "music video"
   music_video="$OUT_DIR/music-video.mp4"
   api GET "$BASE_URL$(json_get "$response" video_url)" "$music_video" \
     "$OUT_DIR/music-video.download_headers.txt"

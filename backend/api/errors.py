@@ -48,6 +48,11 @@ def error_body(error: MVError) -> dict[str, Any]:
     return {**error.document(), "timestamp": utc_now_iso(), "request_id": request_id_var.get()}
 
 
+def job_error(error: MVError) -> dict[str, Any]:
+    """A job's `error`: the body the synchronous call answers, plus its `status`."""
+    return {**error_body(error), "status": error.status_code}
+
+
 def error_response(error: MVError) -> JSONResponse:
     return JSONResponse(
         error_body(error), status_code=error.status_code, headers=error.answer_headers()

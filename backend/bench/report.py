@@ -168,6 +168,8 @@ TARGETS = (
         20,
         "ms",
         "assembly",
+    ),
+    _Target(
         "reference_images",
         ("reference_images", "{backend}", "succeeded"),
         "{backend}: reference images: succeeded",

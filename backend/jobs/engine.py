@@ -24,6 +24,7 @@ from typing import Any
 
 from dbos import DBOS, SetWorkflowID
 
+from backend.api.errors import job_error
 from backend.config import Settings
 from backend.jobs.database import create_engine, database_url, one_process
 from backend.jobs.kinds import KINDS, JobRun, lanes
@@ -36,7 +37,6 @@ from backend.jobs.webhooks.sender import WebhookSender
 from backend.logging_setup import redact, request_id_var
 from backend.mv.errors import MVError
 from backend.mv.limiter import AdmittedByQueue
-from backend.mv.storage.identity import utc_now_iso
 from backend.mv.thread_pools import DECODING
 
 logger = logging.getLogger(__name__)
@@ -75,12 +75,7 @@ def _error_document(error: MVError) -> dict[str, Any]:
     """The body the synchronous call answers with, plus its `status`; provider text in it
     is scrubbed of our own keys, as the API's error handler does."""
     error.message = redact(error.message, context().runtime.settings.secrets)
-    return {
-        **error.document(),
-        "timestamp": utc_now_iso(),
-        "request_id": request_id_var.get(),
-        "status": error.status_code,
-    }
+    return job_error(error)
 
 
 @DBOS.step(name="mv_job_begin")
@@ -203,7 +198,9 @@ def _quiet_dbos_logs() -> None:
     dbos_logger = logging.getLogger("dbos")
     for handler in list(dbos_logger.handlers):
         dbos_logger.removeHandler(handler)
-    dbos_logger.propagate = True
+    for handler in logging.getLogger("backend").handlers:
+        dbos_logger.addHandler(handler)
+    dbos_logger.propagate = False
     dbos_logger.setLevel(logging.WARNING)
 
 
@@ -240,8 +237,8 @@ class JobEngine:
                 "log_level": "WARNING",
             }
         )
-        _quiet_dbos_logs()
         DBOS.launch()
+        _quiet_dbos_logs()
         for lane, cap in lanes(runtime).items():
             await DBOS.register_queue_async(
                 lane, worker_concurrency=cap, polling_interval_sec=QUEUE_POLL_SECONDS

@@ -19,6 +19,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
+from backend.api.errors import error_response, job_error
 from backend.jobs import engine
 from backend.jobs.kinds import KINDS, lanes
 from backend.jobs.model import FINAL_STATUSES, JobStatus
@@ -36,10 +37,9 @@ from backend.jobs.webhooks.targets import (
     effective_webhook_events,
 )
 from backend.logging_setup import request_id_var
-from backend.mv.errors import Conflict, ServerBusy, ValidationFailed
+from backend.mv.errors import ClientClosedRequest, Conflict, ServerBusy, ValidationFailed
 from backend.mv.idempotency import MAX_KEY_LENGTH, key_sha256, request_fingerprint
 from backend.mv.providers import Provider
-from backend.mv.storage.identity import utc_now_iso
 from backend.mv.thread_pools import DECODING
 
 logger = logging.getLogger(__name__)
@@ -83,12 +83,7 @@ def canceled_document(backend: str | None, upstream_canceled: bool) -> dict[str,
         message = "The job was canceled, and its provider job with it."
     else:
         message = "The job was canceled before any provider job was started."
-    return {
-        **Conflict(message, backend=backend).document(),
-        "timestamp": utc_now_iso(),
-        "request_id": request_id_var.get(),
-        "status": Conflict.status_code,
-    }
+    return job_error(Conflict(message, backend=backend))
 
 
 def final_answer(row: Any) -> JSONResponse:
@@ -191,8 +186,7 @@ class Submission:
                     if row.status in FINAL_STATUSES:
                         return final_answer(row)
                     if departed.done():
-                        await self._client_left(row, keyed=keyed)
-                        return Response(status_code=499)
+                        return await self._client_left(row, keyed=keyed)
                     if self.shutdown.grace_over():
                         return self._shutting_down(job_id)
                     waiting = asyncio.ensure_future(follower.changed())
@@ -207,13 +201,17 @@ class Submission:
         while (await self.http_request.receive())["type"] != "http.disconnect":
             pass
 
-    async def _client_left(self, row: Any, *, keyed: bool) -> None:
+    async def _client_left(self, row: Any, *, keyed: bool) -> JSONResponse:
+        """The answer nobody will read (logged as a 499), after deciding the job's fate."""
         if row.status == JobStatus.QUEUED and not keyed:
             logger.info("client left while job %s waited for a slot; dropped unpaid", row.job_id)
             await self.jobs.run(self.jobs.records.request_cancel, row.job_id)
             await engine.cancel(row.job_id)
         else:
             logger.info("client left; job %s goes on", row.job_id)
+        answer = error_response(ClientClosedRequest("The client left before the job ended"))
+        answer.headers[JOB_ID_HEADER] = row.job_id
+        return answer
 
     def _shutting_down(self, job_id: str) -> JSONResponse:
         error = ServerBusy(
@@ -221,9 +219,9 @@ class Submission:
             f"GET /api/mv/jobs/{job_id}",
             retry_after_seconds=SHUTDOWN_RETRY_AFTER_SECONDS,
         )
-        body = {**error.document(), "timestamp": utc_now_iso(), "request_id": request_id_var.get()}
-        headers = {**error.answer_headers(), JOB_ID_HEADER: job_id}
-        return JSONResponse(body, status_code=error.status_code, headers=headers)
+        answer = error_response(error)
+        answer.headers[JOB_ID_HEADER] = job_id
+        return answer
 
 
 class Shutdown:
