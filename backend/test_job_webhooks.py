@@ -87,15 +87,16 @@ async def test_only_the_events_asked_for_are_delivered(
 async def test_a_failing_receiver_gets_the_same_webhook_id_again_until_it_answers(
     receiver: WebhookReceiver, tmp_path: Path
 ) -> None:
-    receiver.fail_next(2, status=503)
+    receiver.fail_next(3, status=503)
     async with serve_app(webhook_settings(tmp_path)) as (_, client):
         answer = await client.post(VIDEO, json={**CLIP, "webhook_url": receiver.url()})
         job = await until_delivered(client, answer.headers["X-Job-ID"], 1)
     ids = {delivery.headers["webhook-id"] for delivery in receiver.deliveries}
-    assert len(receiver.deliveries) == 3
+    assert len(receiver.deliveries) == 4
     assert len(ids) == 1
+    assert receiver.deliveries[-1].verified
     [record] = job["webhook"]["deliveries"]
-    assert record["attempts"] == 3
+    assert record["attempts"] == 4
     assert record["last_status"] == 200
 
 
