@@ -310,5 +310,6 @@ async def test_ten_13_mb_reference_images_at_once_do_not_stall_health(tmp_path: 
             for client in clients:
                 await client.aclose()
     assert [answer.status_code for answer in answers] == [200] * len(answers)
-    # Generous: the figure itself is a benchmark's (see .devdocs/performance.md).
-    assert health.summary()["p99_ms"] < 150, health.summary()
+    # Only "never stalled for a second": the p99 itself is the benchmark's figure (section 8,
+    # `reference_images`); on a shared CI machine it varied from 56 to 156 ms.
+    assert health.summary()["p99_ms"] < 1000, health.summary()
