@@ -9,6 +9,7 @@ from backend.api.dependencies import SettingsDep, StoreDep
 from backend.api.errors import ErrorResponse, error_responses
 from backend.api.json_body import JSONBodyRoute
 from backend.api.media import MediaResponse, media_response
+from backend.api.submissions import GENERATION_ERRORS, SubmissionDep
 from backend.api.uploads import file_field
 from backend.mv.assembly.audio import (
     AudioInfo,
@@ -21,7 +22,6 @@ from backend.mv.assembly.music_video import (
     AssembleVideoRequest,
     AssembleVideoResponse,
 )
-from backend.routers.mv import GENERATION_ERRORS, SubmissionDep
 
 router = APIRouter(
     prefix="/api/mv",
